@@ -1,0 +1,250 @@
+"""LLaVATrainer: transformers' Trainer with upstream LLaVA's projector learning rate and modality-length grouping,
+LoRA-aware checkpoints that hold every trained tensor, a completion marker on each checkpoint, a non-finite-loss
+policy, and the LLaCA plugin's state and coefficient log."""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+from llava.model import checkpoint as ckpt
+from llava.utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_COMPLETE = "COMPLETE"
+LLACA_STATE = "llaca_state.pt"
+PROJECTOR_KEY = "multi_modal_projector"
+
+
+def split_to_even_chunks(indices: list[int], lengths: list[int], num_chunks: int) -> list[list[int]]:
+    """Deal `indices` (longest first) into `num_chunks` chunks of equal count, each to the shortest chunk so far."""
+    if len(indices) % num_chunks != 0:
+        return [indices[i::num_chunks] for i in range(num_chunks)]
+    per_chunk = len(indices) // num_chunks
+    chunks: list[list[int]] = [[] for _ in range(num_chunks)]
+    totals = [0] * num_chunks
+    for index in indices:
+        open_chunks = [c for c in range(num_chunks) if len(chunks[c]) < per_chunk]
+        target = min(open_chunks, key=lambda c: totals[c])
+        chunks[target].append(index)
+        totals[target] += lengths[index]
+    return chunks
+
+
+def length_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator) -> list[int]:
+    """A random order in which each megabatch (world_size x batch_size samples) is sorted by length and dealt
+    evenly across ranks."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    megabatch = world_size * batch_size
+    out = []
+    for start in range(0, len(order), megabatch):
+        group = sorted(order[start:start + megabatch], key=lambda i: lengths[i], reverse=True)
+        for chunk in split_to_even_chunks(group, lengths, world_size):
+            out.extend(chunk)
+    return out
+
+
+def modality_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator) -> list[int]:
+    """Upstream's grouping: image samples (length > 0) and text-only samples (length < 0) in separate
+    megabatches, each length-grouped; megabatches shuffled; the two partial remainders last."""
+    if any(length == 0 for length in lengths):
+        raise ValueError("modality lengths must be non-zero")
+    if all(length > 0 for length in lengths) or all(length < 0 for length in lengths):
+        return length_grouped_indices([abs(x) for x in lengths], batch_size, world_size, generator)
+    megabatch = world_size * batch_size
+    groups = []
+    for sign in (1, -1):
+        members = [i for i, length in enumerate(lengths) if length * sign > 0]
+        member_lengths = [abs(lengths[i]) for i in members]
+        order = [members[i] for i in length_grouped_indices(member_lengths, batch_size, world_size, generator)]
+        groups.append([order[s:s + megabatch] for s in range(0, len(order), megabatch)])
+    full = groups[0][:-1] + groups[1][:-1]
+    remainder = sorted(groups[0][-1] + groups[1][-1])
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    return [i for batch in shuffled + [remainder] for i in batch]
+
+
+class ModalityLengthGroupedSampler(Sampler):
+    """Deterministic per (seed, epoch), so a resumed run sees the same order."""
+
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int, seed: int):
+        self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(modality_grouped_indices(self.lengths, self.batch_size, self.world_size, generator))
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class LLaVATrainer(Trainer):
+    """Set `llaca_handle` (and `llaca_log_path`) to have the plugin's state saved in every checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.llaca_handle = None
+        self.nan_skipped_steps = 0
+        self._skip_step = None  # the optimizer step (1-based) that --nan_policy skip drops
+
+    # ---- data order ----
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.group_by_modality_length:
+            return ModalityLengthGroupedSampler(
+                dataset.modality_lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self.args.world_size, self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    # ---- optimizer: projector learning rate; a step that can be skipped ----
+    def create_optimizer(self, model=None):
+        opt_model = self.model if model is None else model
+        if self.optimizer is None and self.args.mm_projector_lr is not None:
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups = []
+            for is_projector, lr in ((False, self.args.learning_rate), (True, self.args.mm_projector_lr)):
+                for use_decay in (True, False):
+                    params = [p for n, p in opt_model.named_parameters()
+                              if p.requires_grad and (PROJECTOR_KEY in n) == is_projector and (n in decay) == use_decay]
+                    if params:
+                        groups.append({"params": params, "lr": lr,
+                                       "weight_decay": self.args.weight_decay if use_decay else 0.0})
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("lr", None)
+            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        super().create_optimizer(model)
+        self._install_step_guard(self.optimizer)
+        return self.optimizer
+
+    def _install_step_guard(self, optimizer) -> None:
+        """Let `--nan_policy skip` drop an optimizer step: its gradients are discarded and nothing is merged
+        (the plugin's hooks run inside the real step). DeepSpeed's own overflow check may skip it first."""
+        if getattr(optimizer, "_llava_guarded", False):
+            return
+        original_step = optimizer.step
+
+        def guarded_step(*args, **kwargs):
+            # Under ZeRO the client optimizer is stepped once per param group: skip every call of this step.
+            if self._skip_step == self.state.global_step + 1:
+                optimizer.zero_grad(set_to_none=True)
+                return None
+            return original_step(*args, **kwargs)
+
+        optimizer.step = guarded_step
+        optimizer._llava_guarded = True
+
+    # ---- loss: record ids out of the batch; non-finite losses ----
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        record_ids = inputs.pop("record_ids", [])
+        self._current_record_ids = record_ids
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs.pop("record_ids", None)
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss = result[0] if return_outputs else result
+        if model.training and not torch.isfinite(loss.detach()).all():
+            step = self.state.global_step + 1
+            ids = getattr(self, "_current_record_ids", [])
+            if self.args.nan_policy == "stop":
+                raise FloatingPointError(
+                    f"non-finite loss ({loss.item()}) at optimizer step {step}; batch records: {ids}. "
+                    "Fix or remove those records, lower the learning rate, or run with --nan_policy skip")
+            self.nan_skipped_steps += 1
+            self._skip_step = step
+            logger.warning("non-finite loss at step %d (records %s): skipping this optimizer step (%d skipped so far)",
+                           step, ids, self.nan_skipped_steps)
+        return result
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self.nan_skipped_steps:
+            logs["nan_skipped_steps"] = self.nan_skipped_steps
+        super().log(logs, *args, **kwargs)
+
+    # ---- checkpoints ----
+    def _save(self, output_dir=None, state_dict=None):
+        """LoRA runs: upstream's layout (adapter + non_lora_trainables.bin + config.json) in every checkpoint."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not hasattr(self.model, "peft_config"):
+            return super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return None
+        if state_dict is None:
+            state_dict = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+        trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        state = {self._param_name(k): v for k, v in state_dict.items()}
+        state = {k: v for k, v in state.items() if k in trainable}
+        lora = {k: v for k, v in state.items() if "lora_" in k}
+        others = {k: v for k, v in state.items() if "lora_" not in k}
+        ckpt.save_lora_dir(self.model, output_dir, lora, others)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        return None
+
+    def _param_name(self, key: str) -> str:
+        """A state_dict key (possibly without PEFT's adapter name, as DeepSpeed gives them) -> parameter name."""
+        return key if not key.startswith("module.") else key[len("module."):]
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Non-DeepSpeed resume of a LoRA run: the adapter and the projector (PEFT's loader only knows the first)."""
+        if hasattr(self.model, "peft_config") and ckpt.is_lora_dir(resume_from_checkpoint):
+            ckpt.load_lora_weights(self.model, resume_from_checkpoint)
+            ckpt.load_non_lora_trainables(self.model, resume_from_checkpoint)
+            return None
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _save_checkpoint(self, model, trial):
+        """Save as usual, add the plugin state, mark the checkpoint complete, and only then rotate old ones, so
+        an interrupted save never leaves the newest complete checkpoint missing."""
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        output_dir = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.llaca_handle is not None:
+            state = self.llaca_handle.state_dict()
+            if is_main_process():
+                from llava.utils import atomic_torch_save
+
+                atomic_torch_save(state, os.path.join(output_dir, LLACA_STATE))
+        barrier()
+        if is_main_process():
+            atomic_write_text(os.path.join(output_dir, CHECKPOINT_COMPLETE), f"{self.state.global_step}\n")
+            if limit is not None:
+                from transformers.trainer_utils import rotate_checkpoints
+
+                rotate_checkpoints(output_dir=self._get_output_dir(trial=trial), save_total_limit=limit,
+                                   best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        barrier()
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` that carries the completion marker, else None."""
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and \
+                os.path.isfile(os.path.join(path, CHECKPOINT_COMPLETE)):
+            found.append((int(name[len("checkpoint-"):]), path))
+    return max(found)[1] if found else None

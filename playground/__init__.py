@@ -1,0 +1,1 @@
+"""Playground: synthetic data for CPU runs (mini-CoIN)."""

@@ -1,0 +1,197 @@
+"""The synthetic mini-CoIN generator writes the CoIN formats of docs/coin_formats.md, deterministically."""
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from playground import make_mini_coin as mc
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(train_per_task=20, test_per_task=10, pretrain_size=50)
+EVAL_FILES = {task: mc.EVAL_SPLITS.get(task, ("test",)) for task in mc.TASKS}
+TASK_LINES = (mc.SQA_INSTRUCTION, mc.SHORT_ANSWER, mc.VIZWIZ_UNANSWERABLE, mc.GROUNDING_INSTRUCTION,
+              mc.IMAGENET_QUESTION)
+BOX = re.compile(r"^\[(\d\.\d\d), (\d\.\d\d), (\d\.\d\d), (\d\.\d\d)\]$")
+
+
+def load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mini_coin")
+    mc.generate(root, seed=0, **SMALL)
+    return root
+
+
+def open_image(data: Path, relpath: str) -> Image.Image:
+    with Image.open(data / "cl_dataset" / relpath) as image:
+        image.load()
+        return image
+
+
+def test_train_files_are_llava_conversations(data):
+    for task in mc.TASKS:
+        records = load(data / "Instructions" / task / "train.json")
+        assert len(records) == SMALL["train_per_task"]
+        for record in records:
+            assert set(record) == {"id", "image", "conversations"}
+            human, gpt = record["conversations"]
+            assert human["from"] == "human" and gpt["from"] == "gpt"
+            assert human["value"].startswith("<image>\n") and human["value"].count("<image>") == 1
+            assert gpt["value"] and gpt["value"] == gpt["value"].strip()
+            assert open_image(data, record["image"]).size == (96, 96)
+
+
+def test_eval_files_hold_question_text_and_ground_truth(data):
+    for task, splits in EVAL_FILES.items():
+        for split in splits:
+            records = load(data / "Instructions" / task / f"{split}.json")
+            assert len(records) == SMALL["test_per_task"]
+            for record in records:
+                assert {"question_id", "image", "text"} <= set(record)
+                assert "<image>" not in record["text"]
+                last_line = record["text"].split("\n")[-1]
+                if task == "Grounding":
+                    assert last_line.startswith(mc.GROUNDING_INSTRUCTION + ": ")
+                    assert record["size"] == [96, 96]
+                    x1, y1, x2, y2 = map(float, BOX.match(record["answer_bbox"]).groups())
+                    assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+                else:
+                    assert last_line == mc.INSTRUCTION_LINES[task][-1]
+                    assert record["answer"]
+                if task in ("VizWiz", "VQAv2"):
+                    assert len(record["answers"]) == 10 and record["answer"] in record["answers"]
+                open_image(data, record["image"])
+
+
+def test_answer_formats_follow_the_real_tasks(data):
+    def answers(task):
+        return [r["conversations"][1]["value"] for r in load(data / "Instructions" / task / "train.json")]
+
+    assert set(answers("ScienceQA")) <= set("ABCD")
+    assert set(answers("TextVQA")) <= set(mc.SIGN_WORDS)
+    assert set(answers("ImageNet")) <= set(mc.OBJECTS)
+    assert all(BOX.match(answer) for answer in answers("Grounding"))
+    assert all(answer == answer.lower() for answer in answers("GQA") + answers("VizWiz") + answers("VQAv2"))
+    ocr = set(mc.BOOK_AUTHORS) | {t.title() for t in mc.BOOK_TITLES} | set(mc.BOOK_GENRES.values()) | {"Yes", "No"}
+    assert set(answers("OCRVQA")) <= ocr
+    vizwiz_eval = [r["answer"] for r in load(data / "Instructions" / "VizWiz" / "val.json")]
+    assert "unanswerable" in answers("VizWiz") + vizwiz_eval
+
+
+def test_ids_unique_and_train_eval_images_disjoint(data):
+    every_image = Counter()
+    for task, splits in EVAL_FILES.items():
+        train = load(data / "Instructions" / task / "train.json")
+        ids = [r["id"] for r in train]
+        every_image.update(r["image"] for r in train)
+        for split in splits:
+            records = load(data / "Instructions" / task / f"{split}.json")
+            ids += [r["question_id"] for r in records]
+            every_image.update(r["image"] for r in records)
+        assert len(ids) == len(set(map(str, ids))), task
+    assert max(every_image.values()) == 1
+
+
+def test_scienceqa_annotations_match_questions(data):
+    problems = load(data / "cl_dataset" / "ScienceQA" / "problems.json")
+    splits = load(data / "cl_dataset" / "ScienceQA" / "pid_splits.json")
+    test = load(data / "Instructions" / "ScienceQA" / "test.json")
+    train = load(data / "Instructions" / "ScienceQA" / "train.json")
+    assert splits["test"] == [r["question_id"] for r in test] and splits["train"] == [r["id"] for r in train]
+    for record in test:
+        problem = problems[record["question_id"]]
+        assert problem["split"] == "test" and problem["image"] == Path(record["image"]).name
+        assert "ABCDE"[problem["answer"]] == record["answer"]
+        for index, choice in enumerate(problem["choices"]):
+            assert f"\n{'ABCDE'[index]}. {choice}\n" in record["text"]
+        assert record["text"].startswith(problem["question"] + "\nContext: " + problem["hint"])
+
+
+def test_textvqa_and_gqa_annotations_match_questions(data):
+    textvqa = load(data / "cl_dataset" / "TextVQA" / "TextVQA_0.5.1_val.json")
+    val = load(data / "Instructions" / "TextVQA" / "val.json")
+    assert textvqa["dataset_type"] == "val" and len(textvqa["data"]) == len(val)
+    for entry, record in zip(textvqa["data"], val):
+        assert entry["question_id"] == record["question_id"] and isinstance(entry["question_id"], int)
+        assert entry["image_id"] == Path(record["image"]).stem
+        assert record["text"] == f"{entry['question']}\n{mc.SHORT_ANSWER}"
+        assert len(entry["answers"]) == 10 and entry["answers"].count(record["answer"]) >= 8
+    gqa = load(data / "cl_dataset" / "GQA" / "testdev_balanced_questions.json")
+    test = load(data / "Instructions" / "GQA" / "test.json")
+    assert list(gqa) == [r["question_id"] for r in test]
+    for record in test:
+        question = gqa[record["question_id"]]
+        assert question["answer"] == record["answer"] and question["isBalanced"]
+        assert question["imageId"] == Path(record["image"]).stem
+        assert record["text"].startswith(question["question"] + "\n")
+        assert {"structural", "semantic", "detailed"} <= set(question["types"]) and question["semantic"]
+
+
+def test_multitask_is_the_shuffled_union(data):
+    union = [r for task in mc.TASKS for r in load(data / "Instructions" / task / "train.json")]
+    multitask = load(data / "Instructions" / "Multitask" / "train.json")
+    key = lambda record: json.dumps(record, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, multitask)) == sorted(map(key, union)) and multitask != union
+
+
+def test_pretrain_is_generic_and_disjoint_from_tasks(data):
+    records = load(data / "Pretrain" / "pretrain.json")
+    assert len(records) == SMALL["pretrain_size"]
+    task_images = {r["image"] for task, splits in EVAL_FILES.items() for split in ("train", *splits)
+                   for r in load(data / "Instructions" / task / f"{split}.json")}
+    for record in records:
+        human, gpt = record["conversations"]
+        assert record["image"].startswith("Pretrain/") and record["image"] not in task_images
+        assert human["value"].startswith("<image>\n")
+        assert not any(line in human["value"] for line in TASK_LINES)
+        assert gpt["value"].endswith(".") and not BOX.match(gpt["value"]) and len(gpt["value"]) > 3
+        open_image(data, record["image"])
+
+
+def test_meta_records_args_and_counts(data):
+    meta = load(data / "mini_coin_meta.json")
+    assert meta["args"]["seed"] == 0 and meta["args"]["train_per_task"] == 20
+    assert meta["counts"]["VQAv2"] == {"train": 20, "val": 10, "test": 10}
+    assert meta["counts"]["Multitask"]["train"] == 160 and "output_dir" not in meta["args"]
+
+
+def test_same_seed_same_bytes_other_seed_differs(data, tmp_path):
+    mc.generate(tmp_path / "again", seed=0, **SMALL)
+    mc.generate(tmp_path / "other", seed=1, **SMALL)
+    assert tree_digest(tmp_path / "again") == tree_digest(data)
+    assert tree_digest(tmp_path / "other") != tree_digest(data)
+
+
+def test_cli_task_subset_reproduces_those_tasks(data, tmp_path):
+    out = tmp_path / "subset"
+    command = [sys.executable, "playground/make_mini_coin.py", "--output_dir", str(out), "--seed", "0",
+               "--train_per_task", "20", "--test_per_task", "10", "--pretrain_size", "5",
+               "--tasks", "VizWiz", "ScienceQA"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout)["VizWiz"] == {"train": 20, "val": 10, "test": 10}
+    assert sorted(p.name for p in (out / "Instructions").iterdir()) == ["Multitask", "ScienceQA", "VizWiz"]
+    for task, split in (("VizWiz", "val"), ("ScienceQA", "train")):
+        relative = Path("Instructions") / task / f"{split}.json"
+        assert (out / relative).read_bytes() == (data / relative).read_bytes()
+    assert not (out / "cl_dataset" / "GQA").exists()
+
+
+def test_rejects_unknown_task(tmp_path):
+    with pytest.raises(ValueError, match="tasks"):
+        mc.generate(tmp_path, seed=0, tasks=("COCO",))
