@@ -1,0 +1,9 @@
+"""CoIN inference for ImageNet, Grounding and VQAv2 (CoIN `test.json` / `val.json`); images the processor's resize and centre crop, no padding, as CoIN's own script does.
+Flags as upstream (`--model-path --model-base --question-file --image-folder --answers-file --num-chunks
+--chunk-idx --temperature --conv-mode`), plus `--batch-size` and `--image-preprocess`."""
+from llava.eval.run_vqa import ScriptDefaults, main
+
+DEFAULTS = ScriptDefaults(conv_mode="vicuna_v1", max_new_tokens=1024, image_preprocess="crop")
+
+if __name__ == "__main__":
+    main(DEFAULTS, description=__doc__)
