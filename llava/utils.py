@@ -51,7 +51,7 @@ def load_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}. "
-                         "Fix the file (a JSON list of records is expected).") from None
+                         "Fix the JSON syntax there.") from None
 
 
 def load_jsonl(path: str | os.PathLike) -> list[Any]:
@@ -66,3 +66,18 @@ def load_jsonl(path: str | os.PathLike) -> list[Any]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: invalid JSON on line {lineno}, column {e.colno}: {e.msg}") from None
     return out
+
+
+def run_main(main: Callable[..., Any], *args, **kwargs) -> None:
+    """Run a command's `main`; a bad-input error (ValueError, FileNotFoundError, FloatingPointError and their
+    kinds) ends with its traceback and then, as the last line, `error: <message>` and exit status 1."""
+    import sys
+    import traceback
+
+    try:
+        main(*args, **kwargs)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        traceback.print_exc()
+        sys.stderr.flush()
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

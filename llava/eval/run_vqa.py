@@ -203,4 +203,6 @@ def main(defaults: ScriptDefaults, argv: list[str] | None = None, description: s
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    run(args, defaults)
+    from llava.utils import run_main
+
+    run_main(run, args, defaults)

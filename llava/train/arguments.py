@@ -83,6 +83,7 @@ class TrainingArguments(transformers.TrainingArguments):
     llaca_log_steps: int = field(default=10, metadata={"help": "log coefficient statistics every N steps"})
 
     def __post_init__(self):
+        check_deepspeed_config(self.deepspeed)
         self._map_renamed_flags()
         self._fit_to_hardware()
         if self.dema is not None:
@@ -114,6 +115,25 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.fp16:
             raise ValueError("--fp16 needs a CUDA device (fp16 training is not supported on CPU); use --bf16 True or fp32")
         self.use_cpu = True
+
+
+def check_deepspeed_config(config) -> None:
+    """A `--deepspeed` file must exist, be a JSON object, and name a ZeRO stage 0-3; the error names the file."""
+    if not isinstance(config, str) or not config:
+        return
+    import os
+
+    from llava.utils import load_json
+
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f"--deepspeed {config}: file not found (scripts/zero2.json and zero3.json ship with "
+                                "this package)")
+    data = load_json(config)
+    if not isinstance(data, dict):
+        raise ValueError(f"--deepspeed {config}: expected a JSON object, got {type(data).__name__}")
+    stage = data.get("zero_optimization", {}).get("stage", 0)
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"--deepspeed {config}: zero_optimization.stage must be 0, 1, 2 or 3, got {stage!r}")
 
 
 def parse_args(argv: list[str] | None = None):

@@ -260,7 +260,8 @@ class LazySupervisedDataset(Dataset):
         sample = self.samples[i]
         input_ids, labels, _ = tokenize_sample(sample, self.tokenizer, self.spec)
         item = {"input_ids": torch.tensor(input_ids, dtype=torch.long),
-                "labels": torch.tensor(labels, dtype=torch.long), "record_id": f"{sample.source}#{sample.index}"}
+                "labels": torch.tensor(labels, dtype=torch.long),
+                "record_id": f"{sample.source} record {sample.index} (id={sample.record_id})"}
         if "image" in sample.record:
             image = load_image(sample, self.image_folder)
             item["pixel_values"] = image_tensor(image, self.image_processor, self.image_aspect_ratio)

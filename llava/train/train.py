@@ -244,4 +244,6 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
 
 
 if __name__ == "__main__":
-    main()
+    from llava.utils import run_main
+
+    run_main(main)

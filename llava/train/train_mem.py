@@ -19,4 +19,6 @@ def attention_implementation() -> str | None:
 
 
 if __name__ == "__main__":
-    main(attn_implementation=attention_implementation())
+    from llava.utils import run_main
+
+    run_main(main, attn_implementation=attention_implementation())
