@@ -206,7 +206,7 @@ def test_released_imagenet_test_rule_falls_back_to_the_newest_group(mini_coin, t
 
 
 def test_cli_module_does_not_import_deepspeed():
-    code = "import sys, llaca_plugin.grouping; print('deepspeed' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, llaca_plugin.grouping; print('deepspeed' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.stdout.split() == ["False", "False"]
+    assert result.stdout.split() == ["False"]
