@@ -104,3 +104,15 @@ def test_incomplete_checkpoint_is_not_resumed(unsplit, tiny, colour_data, tmp_pa
                                                                  "--resume_from_checkpoint", str(resumed / "checkpoint-4"))],
                check=False)
     assert proc.returncode != 0 and "not a complete checkpoint" in proc.stderr
+
+
+def test_resume_from_the_last_checkpoint_trains_nothing_more(unsplit, tiny, colour_data, tmp_path):
+    """--max_steps 4 inside an 8-step epoch, resumed from checkpoint-4: no fifth step; the EMA of step 4 is saved."""
+    resumed = tmp_path / "run"
+    shutil.copytree(unsplit / "checkpoint-4", resumed / "checkpoint-4")
+    train(tiny, colour_data, resumed, "--max_steps", "4", "--resume_from_checkpoint", "True")
+    assert json.loads((resumed / "trainer_state.json").read_text())["global_step"] == 4
+    ema = torch.load(unsplit / "checkpoint-4" / "llaca_state.pt", weights_only=False)["ema"]
+    saved = saved_trainables(resumed)
+    for name, value in ema.items():
+        torch.testing.assert_close(saved[name], value, rtol=0, atol=0)

@@ -114,6 +114,13 @@ class LLaVATrainer(Trainer):
                 self.args.world_size, self.args.data_seed if self.args.data_seed is not None else self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
+    def _run_epoch(self, *args, **kwargs):
+        """A run resumed from a checkpoint of its last step has nothing left to train (transformers would run
+        one more step when --max_steps ends inside an epoch)."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     # ---- optimizer: projector learning rate; a step that can be skipped ----
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# FixedEMA chain, CoIN task 7/8: VQAv2, starting from the previous task of TASKS (default Grounding).
+# Fixed-weight EMA baseline (--llaca True --llaca_mode fixed). Settings (env vars): scripts/CoIN/common.sh, docs/coin_chain.md.
+set -euo pipefail
+CHAIN=FixedEMA
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+coin_train_task VQAv2

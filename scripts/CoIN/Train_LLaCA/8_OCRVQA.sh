@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# LLaCA chain, CoIN task 8/8: OCRVQA, starting from the previous task of TASKS (default VQAv2).
+# LLaCA: the gradient-informed EMA on for every task (--llaca True). Settings (env vars): scripts/CoIN/common.sh, docs/coin_chain.md.
+set -euo pipefail
+CHAIN=LLaCA
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+coin_train_task OCRVQA

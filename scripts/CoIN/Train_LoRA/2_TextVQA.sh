@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# LoRA chain, CoIN task 2/8: TextVQA, starting from the previous task of TASKS (default ScienceQA).
+# Sequential LoRA fine-tuning, the lower bound (--llaca False). Settings (env vars): scripts/CoIN/common.sh, docs/coin_chain.md.
+set -euo pipefail
+CHAIN=LoRA
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+coin_train_task TextVQA

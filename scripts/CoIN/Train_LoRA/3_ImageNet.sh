@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# LoRA chain, CoIN task 3/8: ImageNet, starting from the previous task of TASKS (default TextVQA).
+# Sequential LoRA fine-tuning, the lower bound (--llaca False). Settings (env vars): scripts/CoIN/common.sh, docs/coin_chain.md.
+set -euo pipefail
+CHAIN=LoRA
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+coin_train_task ImageNet
