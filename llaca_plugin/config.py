@@ -34,8 +34,9 @@ class LLaCAConfig:
     ema_dtype: dtype of the EMA and of the stored g_{t-1} (θ_{t-1}); float32 unless reproducing the released
         code's bf16 EMA, which stalls at small weights. Strings such as "bf16" are accepted.
     mode: "dynamic" (the method) or "fixed" (always fallback_new_weight: the fixed-EMA baseline).
-    fused_norms: compute the three L1 norms of a tensor in one pass with a torch.compile'd kernel (needs a
-        C++ compiler on CPU; ~20 s to compile once per machine). Same results to ~1e-12 relative.
+    fused_norms: on CPU, compute a tensor's L1 norms in one pass with a torch.compile'd kernel (needs a C++
+        compiler; ~20 s to compile once per machine, cached on disk); same results to ~1e-7 relative. On
+        accelerators the multi-tensor (foreach) kernels are used whatever this says: they are faster there.
     """
 
     variant: str = "official"
@@ -86,9 +87,11 @@ class LLaCAConfig:
         return "first_step" if self.variant == "official" else "task_start"
 
     def resolved(self) -> dict:
-        """Plain dict with the defaults resolved (what a saved state must agree with)."""
+        """The options that define the method, defaults resolved: what a saved state must agree with
+        (fused_norms, a speed option, is left out)."""
         out = asdict(self)
         out.update(multiplier=self.c, init=self.init_at, ema_dtype=str(self.ema_dtype).replace("torch.", ""))
+        del out["fused_norms"]
         return out
 
 

@@ -18,7 +18,8 @@ from playground.colour_data import train_args, write_colour_data  # noqa: E402,F
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))  # the venv's launchers
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     env.update({k: str(v) for k, v in extra.items()})
