@@ -24,7 +24,8 @@ from playground.colour_data import train_args, write_colour_data  # noqa: E402
 
 def sh(cmd: list[str], log: Path) -> float:
     start = time.time()
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               HF_HUB_OFFLINE="1")
     with open(log, "w") as f:
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
