@@ -25,7 +25,8 @@ LOG_FILE = "llaca_log.jsonl"
 def config_from_args(args) -> LLaCAConfig:
     return LLaCAConfig(variant=args.llaca_variant, multiplier=args.llaca_multiplier,
                        fallback_new_weight=args.llaca_fallback, init=args.llaca_init, surrogate=args.llaca_surrogate,
-                       granularity=args.llaca_granularity, ema_dtype=args.llaca_ema_dtype, mode=args.llaca_mode)
+                       granularity=args.llaca_granularity, ema_dtype=args.llaca_ema_dtype, mode=args.llaca_mode,
+                       fused_norms=args.llaca_fused_norms)
 
 
 def keep_log_until(path: str, last_step: int) -> None:
