@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared logic of every CoIN training and evaluation script (sourced, never run). The per-task scripts set
-# CHAIN (training: LLaCA | LoRA | FixedEMA | Multitask), source this file and call one function:
+# CHAIN (training: LLaCA | LoRA | FixedEMA | Multitask | LLaCA_grouped), source this file and call one function:
 #   coin_train_task <Task>       one task of a chain      coin_train_all <chain dir>     the chain, in TASKS order
+#   coin_train_grouped_task <Task>  one task of the instruction-grouped chain (Train_LLaCA_grouped)
 #   coin_train_multitask         one run on the union     coin_eval_task <Task> [STAGE] [MODELPATH]
 #   coin_eval_all / coin_eval_matrix / coin_eval_zero_shot / coin_eval_multitask
 # Every path and size comes from an environment variable; the defaults are the published CoIN/LLaCA values
@@ -74,6 +75,13 @@ if [[ "$COMPAT" == 1 ]]; then : "${RESULT_ROOT:=./results/CoIN_compat}"; else : 
 : "${FORCE:=0}"
 : "${REQUIRE_DONE:=1}"
 : "${ZERO_SHOT_MODEL:=$OUTPUT_ROOT/Zero_shot}"
+# Instruction grouping (CHAIN=LLaCA_grouped; evaluation of any chain whose task folders hold group.json)
+: "${NEW_GROUP_INIT:=previous}"   # a task opening a new group starts from: previous (the previous task's
+                                  # weights, the released scripts) | fresh (new LoRA + PRETRAIN_PROJECTOR, the paper)
+: "${GROUP_EMA:=reused}"          # --llaca True for: reused (tasks that reuse a group, released) | all | none
+: "${GROUP_THRESHOLD:=}"          # grouping threshold (empty: 0.90 for Instructions, 0.30 for the other types)
+: "${ROUTE:=owner}"               # which group answers task i at stage j: owner (the group task i trained in)
+                                  # | test_file (the grouping of its test/val file, the released rule)
 
 export PYTHONPATH="$COIN_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -140,11 +148,15 @@ coin_method_args() {
         LLaCA) echo "--llaca True" ;;
         FixedEMA) echo "--llaca True --llaca_mode fixed" ;;
         LoRA | Multitask) echo "--llaca False" ;;
-        *) coin_die "CHAIN must be LLaCA, LoRA, FixedEMA or Multitask (set by the script that sources common.sh), got '${CHAIN:-}'" ;;
+        LLaCA_grouped) echo "--llaca ${COIN_TASK_EMA:-False}" ;;  # per task, from its group.json
+        *) coin_die "CHAIN must be LLaCA, LoRA, FixedEMA, Multitask or LLaCA_grouped (set by the script that sources common.sh), got '${CHAIN:-}'" ;;
     esac
 }
 
-coin_llaca_on() { [[ "${CHAIN:-}" == LLaCA || "${CHAIN:-}" == FixedEMA ]]; }
+coin_llaca_on() {
+    [[ "${CHAIN:-}" == LLaCA || "${CHAIN:-}" == FixedEMA ]] \
+        || [[ "${CHAIN:-}" == LLaCA_grouped && "${COIN_TASK_EMA:-}" == True ]]
+}
 
 # True if DIR holds a Trainer checkpoint-N with its completion marker.
 coin_has_complete_checkpoint() {
@@ -228,6 +240,8 @@ coin_train_run() {
     [[ -f "$out/adapter_model.safetensors" || -f "$out/adapter_model.bin" ]] || missing+=(adapter_model.safetensors)
     if coin_llaca_on && [[ ! -f "$out/llaca_state.pt" ]]; then missing+=(llaca_state.pt); fi
     [[ ${#missing[@]} -eq 0 ]] || coin_die "$METHOD/$task: training exited 0 but $out lacks ${missing[*]}; not marking it DONE (log: $log)"
+    # A chain's last step before DONE (the grouped chain commits the task to its codebook here).
+    if [[ -n "${COIN_BEFORE_DONE:-}" ]]; then "$COIN_BEFORE_DONE" "$task" "$out"; fi
 
     if [[ "$KEEP_CHECKPOINTS" == 0 ]]; then rm -rf "$out"/checkpoint-*; fi
     local tmp="$out/.DONE.$$.tmp"
@@ -236,6 +250,7 @@ coin_train_run() {
         echo "method=$METHOD"
         echo "init=${init_flag#--} $init_path"
         [[ -z "$resume" ]] || echo "resumed_from=$resume"
+        [[ -z "${COIN_DONE_EXTRA:-}" ]] || echo "$COIN_DONE_EXTRA"
         echo "finished=$(date -Iseconds)"
         echo "log=$log"
     } > "$tmp"
@@ -294,6 +309,171 @@ coin_train_multitask() {
         --pretrain_mm_mlp_adapter "$PRETRAIN_PROJECTOR"
 }
 
+# ------------------------------------------------------------------------------- instruction grouping
+# The grouped chain (Train_LLaCA_grouped/): before each task, `python -m llaca_plugin.grouping` compares its
+# train.json with the chain's codebook (OUTPUT_ROOT/METHOD/codebook/, rebuilt from the previous stage's copy)
+# and the answer, stored in <Task>/group.json before training, picks the initial weights and the EMA. After
+# training, before DONE, the task is committed to its group and the codebook, as it then is, is copied to
+# <Task>/codebook/. Evaluation routes each cell to the latest checkpoint of a group (coin_group_routes).
+
+# The grouping's command line (it imports no torch: about 1 s per call).
+coin_grouping() {
+    "$PYTHON" -m llaca_plugin.grouping "$@"
+}
+
+coin_group_check_settings() {
+    [[ "$NEW_GROUP_INIT" == previous || "$NEW_GROUP_INIT" == fresh ]] \
+        || coin_die "NEW_GROUP_INIT must be previous or fresh, got '$NEW_GROUP_INIT'"
+    [[ "$GROUP_EMA" == reused || "$GROUP_EMA" == all || "$GROUP_EMA" == none ]] \
+        || coin_die "GROUP_EMA must be reused, all or none, got '$GROUP_EMA'"
+    [[ "$ROUTE" == owner || "$ROUTE" == test_file ]] || coin_die "ROUTE must be owner or test_file, got '$ROUTE'"
+}
+
+# The chain's codebook := the copy kept by stage PREV_TASK (empty before the first task). The codebook is
+# always rebuilt from that copy, so a deleted/retrained stage or an interrupted commit cannot leak into it.
+coin_group_sync_codebook() {  # PREV_TASK
+    local live="$OUTPUT_ROOT/$METHOD/codebook" tmp
+    tmp="$live.$$.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$live")"
+    if [[ -n "$1" ]]; then
+        coin_require_dir "$OUTPUT_ROOT/$METHOD/$1/codebook" "codebook copy of stage $1" \
+            "$1 was not trained by the grouped chain; each grouped stage keeps the codebook as it was after it"
+        cp -R "$OUTPUT_ROOT/$METHOD/$1/codebook" "$tmp"
+    else
+        mkdir "$tmp"
+    fi
+    if [[ -d "$live" ]] && ! diff -r -q "$live" "$tmp" > /dev/null 2>&1; then
+        coin_log "$METHOD: codebook $live reset to ${1:+the copy of stage }${1:-empty (first task)}"
+    fi
+    rm -rf "$live"
+    mv "$tmp" "$live"
+}
+
+# Decide TASK's group against the chain's codebook and write OUT/group.json (atomically, before training):
+# group, new, similarity, the initial weights and --llaca, with the settings they came from.
+coin_group_decide() {  # TASK PREV_TASK OUT TRAIN_JSON
+    local task="$1" prev="$2" out="$3" data="$4" live="$OUTPUT_ROOT/$METHOD/codebook" answer
+    local -a threshold=() earlier=()
+    [[ -z "$GROUP_THRESHOLD" ]] || threshold=(--threshold "$GROUP_THRESHOLD")
+    coin_group_sync_codebook "$prev"
+    answer="$(coin_grouping --codebook "$live" --instruct "$data" "${threshold[@]}")" \
+        || coin_die "$METHOD/$task: grouping failed: python -m llaca_plugin.grouping --codebook $live --instruct $data"
+    local t
+    for t in "${COIN_TASKS[@]}"; do
+        [[ "$t" != "$task" ]] || break
+        earlier+=("$t")
+    done
+    mkdir -p "$out"
+    "$PYTHON" - "$out/group.json" "$answer" "$task" "$prev" "$OUTPUT_ROOT/$METHOD" "$NEW_GROUP_INIT" "$GROUP_EMA" \
+        "$PRETRAIN_PROJECTOR" "$live" "$data" "$GROUP_THRESHOLD" "${earlier[@]}" << 'EOF' || exit 1
+import datetime, json, os, sys
+target, answer, task, prev, method_dir, new_init, ema_policy, projector, codebook, data, threshold = sys.argv[1:12]
+earlier = sys.argv[12:]
+decision = json.loads(answer)
+group, new = int(decision["group"]), bool(decision["new"])
+if not new:  # the group's latest checkpoint: the last earlier task of this group
+    owners = []
+    for t in earlier:
+        path = os.path.join(method_dir, t, "group.json")
+        if not os.path.isfile(path):
+            sys.exit(f"[CoIN] error: {path} missing: every earlier stage of a grouped chain records its group")
+        with open(path) as f:
+            if json.load(f)["group"] == group:
+                owners.append(t)
+    if not owners:
+        sys.exit(f"[CoIN] error: {task} reuses group {group}, but no earlier task of the chain is in it")
+    init = ("previous_task_model_path", f"{method_dir}/{owners[-1]}", owners[-1], f"latest checkpoint of group {group}")
+elif prev and new_init == "previous":
+    init = ("previous_task_model_path", f"{method_dir}/{prev}", prev, "new group, NEW_GROUP_INIT=previous")
+else:
+    why = "first task" if not prev else "new group, NEW_GROUP_INIT=fresh"
+    init = ("pretrain_mm_mlp_adapter", projector, None, why)
+llaca = {"reused": not new, "all": True, "none": False}[ema_policy]
+record = {"task": task, "group": group, "new": new, "similarity": decision["similarity"],
+          "init_flag": init[0], "init_path": init[1], "init_task": init[2], "init_reason": init[3],
+          "llaca": llaca, "new_group_init": new_init, "group_ema": ema_policy,
+          "threshold": float(threshold) if threshold else None, "instruct": data, "codebook": codebook,
+          "codebook_from": f"{method_dir}/{prev}/codebook" if prev else None,
+          "decided": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+tmp = f"{target}.{os.getpid()}.tmp"
+with open(tmp, "w") as f:
+    json.dump(record, f, indent=1)
+    f.write("\n")
+os.replace(tmp, target)
+EOF
+}
+
+# The fields of OUT/group.json the chain acts on, as the array COIN_GROUP_FIELDS:
+# group, new, llaca, init_task ("" = the pretrain projector), init_reason, new_group_init, group_ema.
+coin_group_read() {  # GROUP_JSON
+    local fields
+    fields="$("$PYTHON" - "$1" << 'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("group", "new", "llaca", "init_task", "init_reason", "new_group_init", "group_ema"):
+    print("" if d[k] is None else d[k])
+EOF
+)" || coin_die "cannot read $1 (delete it to decide the task's group again)"
+    mapfile -t COIN_GROUP_FIELDS <<< "$fields"
+}
+
+# After training, before DONE (coin_train_run's COIN_BEFORE_DONE): commit the task to its group and keep
+# the codebook as it now is in OUT/codebook/.
+coin_group_commit() {  # TASK OUT
+    local task="$1" out="$2" live="$OUTPUT_ROOT/$METHOD/codebook" answer
+    coin_group_sync_codebook "$COIN_GROUP_PREV"
+    answer="$(coin_grouping --codebook "$live" --instruct "$COIN_GROUP_DATA" --commit "$COIN_GROUP")" \
+        || coin_die "$METHOD/$task: committing to the codebook failed (group $COIN_GROUP, $COIN_GROUP_DATA)"
+    coin_log "$METHOD/$task: codebook: $answer"
+    rm -rf "$out/codebook.$$.tmp"
+    cp -R "$live" "$out/codebook.$$.tmp"
+    rm -rf "$out/codebook"
+    mv "$out/codebook.$$.tmp" "$out/codebook"
+}
+
+# One task of the grouped chain. Skipped when DONE; a rerun repeats the decision stored in group.json.
+coin_train_grouped_task() {
+    local task="$1" idx prev out data
+    idx="$(coin_task_index "$task")"
+    coin_method_args > /dev/null
+    coin_group_check_settings
+    prev="$(coin_previous_task "$task")"
+    out="$OUTPUT_ROOT/$METHOD/$task"
+    if [[ -f "$out/DONE" ]]; then
+        coin_log "$METHOD/$task: DONE marker present, skipping (delete $out to train it again)"
+        return 0
+    fi
+    if [[ -n "$prev" && ! -f "$OUTPUT_ROOT/$METHOD/$prev/DONE" ]]; then
+        coin_die "$task comes after $prev, which has not finished ($OUTPUT_ROOT/$METHOD/$prev/DONE missing). Train $prev first (Train_all.sh runs the chain in order)"
+    fi
+    data="$DATA_ROOT/$INSTRUCTION_TYPE/$task/train.json"
+    coin_require_file "$data" "training data of $task" "DATA_ROOT=$DATA_ROOT INSTRUCTION_TYPE=$INSTRUCTION_TYPE"
+    if [[ -f "$out/group.json" ]]; then
+        coin_log "$METHOD/$task: repeating the group decision stored in $out/group.json"
+    else
+        coin_group_decide "$task" "$prev" "$out" "$data"
+    fi
+    coin_group_read "$out/group.json"
+    local group="${COIN_GROUP_FIELDS[0]}" new="${COIN_GROUP_FIELDS[1]}" ema="${COIN_GROUP_FIELDS[2]}"
+    local init_flag=--pretrain_mm_mlp_adapter init_path="$PRETRAIN_PROJECTOR"
+    if [[ -n "${COIN_GROUP_FIELDS[3]}" ]]; then
+        init_flag=--previous_task_model_path init_path="$OUTPUT_ROOT/$METHOD/${COIN_GROUP_FIELDS[3]}"
+    fi
+    if [[ "${COIN_GROUP_FIELDS[5]}" != "$NEW_GROUP_INIT" || "${COIN_GROUP_FIELDS[6]}" != "$GROUP_EMA" ]]; then
+        coin_log "$METHOD/$task: note: group.json was decided with NEW_GROUP_INIT=${COIN_GROUP_FIELDS[5]} GROUP_EMA=${COIN_GROUP_FIELDS[6]}; repeating it (delete $out to decide again)"
+    fi
+    coin_log "$METHOD/$task: group $group ($([[ "$new" == True ]] && echo new || echo reused)), from ${init_flag#--} $init_path (${COIN_GROUP_FIELDS[4]}), --llaca $ema"
+    if [[ "$init_flag" == --previous_task_model_path ]]; then
+        [[ -f "$init_path/DONE" ]] || coin_die "$task starts from $init_path, which has not finished (no DONE marker)"
+    else
+        coin_require_file "$init_path" "pretrain projector (PRETRAIN_PROJECTOR)" "LLaVA-1.5's pretrain-only mm_projector.bin"
+    fi
+    COIN_TASK_EMA="$ema" COIN_GROUP="$group" COIN_GROUP_PREV="$prev" COIN_GROUP_DATA="$data"
+    COIN_BEFORE_DONE=coin_group_commit COIN_DONE_EXTRA="group=$group new=$new llaca=$ema"
+    coin_train_run "$task" "$data" "$out" "${COIN_BATCH_SIZES[$idx]}" "$init_flag" "$init_path"
+}
+
 # ------------------------------------------------------------------------------------------- evaluation
 
 # Result folder of one cell: RESULT_ROOT/METHOD/STAGE/TASK; the one-row stages Zero_shot and Multitask
@@ -333,6 +513,10 @@ coin_eval_task() {
     local task="$1" stage="${2:-}" model="${3:-}" idx
     idx="$(coin_task_index "$task")"
     [[ -n "$stage" ]] || stage="$(coin_last_task)"
+    if [[ -z "$model" ]] && coin_group_stage "$stage"; then  # grouped chain: the checkpoint of the task's group
+        coin_group_routes "" "$stage/$task" > /dev/null
+        model="${COIN_ROUTE_MODEL[0]}"
+    fi
     [[ -n "$model" ]] || model="$OUTPUT_ROOT/$METHOD/$stage"
     local cell
     cell="$(coin_cell_dir "$stage" "$task")"
@@ -425,15 +609,21 @@ coin_eval_script() {  # TASK STAGE MODELPATH
 }
 
 # Every task of TASKS with one model: STAGE (default: the last task of TASKS) and MODELPATH.
+# A grouped chain's stage without MODELPATH: each task answered by the checkpoint coin_group_routes picks.
 coin_eval_all() {
     local stage="${1:-}" model="${2:-}" task n=0
     [[ -n "$stage" ]] || stage="$(coin_last_task)"
+    local -a tasks=("${COIN_TASKS[@]}") models=() cells=()
+    if [[ -z "$model" ]] && coin_group_stage "$stage"; then
+        for task in "${tasks[@]}"; do cells+=("$stage/$task"); done
+        coin_group_routes "" "${cells[@]}" > /dev/null
+        models=("${COIN_ROUTE_MODEL[@]}")
+    fi
     [[ -n "$model" ]] || model="$OUTPUT_ROOT/$METHOD/$stage"
-    local -a tasks=("${COIN_TASKS[@]}")
     for task in "${tasks[@]}"; do
         n=$((n + 1))
         coin_log "eval_all: ($n/${#tasks[@]}) $task @ $stage"
-        coin_eval_script "$task" "$stage" "$model"
+        coin_eval_script "$task" "$stage" "${models[$((n - 1))]:-$model}"
     done
 }
 
@@ -453,11 +643,14 @@ coin_summarize() {  # RESULTS_DIR TASK...
     coin_log "matrix: wrote $results/summary.json, summary.md, matrix.png, curves.png"
 }
 
-# The accuracy matrix: for every stage j with a DONE marker (in TASKS order, up to the first unfinished
-# stage), every task i <= j (and task j+1 with NEXT_TASK=1), then the summary and its figures.
-coin_eval_matrix() {
-    local -a tasks=("${COIN_TASKS[@]}") stages=() cells_stage=() cells_task=()
+# The matrix's cells as the arrays COIN_CELL_STAGE, COIN_CELL_TASK, COIN_CELL_MODEL (the weights that answer)
+# and COIN_CELL_ROUTE: for every stage j with a DONE marker (in TASKS order, up to the first unfinished
+# stage), every task i <= j (and task j+1 with NEXT_TASK=1). The model is stage j's own, or in a grouped chain
+# (group.json in the task folders) the one coin_group_routes picks; ROUTING_FILE (optional) receives that table.
+coin_matrix_cells() {  # [ROUTING_FILE]
+    local -a tasks=("${COIN_TASKS[@]}") stages=() cells=()
     local j i
+    COIN_CELL_STAGE=() COIN_CELL_TASK=() COIN_CELL_MODEL=() COIN_CELL_ROUTE=()
     for j in "${!tasks[@]}"; do
         if [[ -f "$OUTPUT_ROOT/$METHOD/${tasks[$j]}/DONE" ]]; then
             stages+=("${tasks[$j]}")
@@ -476,16 +669,141 @@ coin_eval_matrix() {
         local last=$j
         if [[ "$NEXT_TASK" == 1 && $((j + 1)) -lt ${#tasks[@]} ]]; then last=$((j + 1)); fi
         for ((i = 0; i <= last; i++)); do
-            cells_stage+=("${stages[$j]}")
-            cells_task+=("${tasks[$i]}")
+            COIN_CELL_STAGE+=("${stages[$j]}")
+            COIN_CELL_TASK+=("${tasks[$i]}")
+            COIN_CELL_MODEL+=("$OUTPUT_ROOT/$METHOD/${stages[$j]}")
+            COIN_CELL_ROUTE+=("")
+            cells+=("${stages[$j]}/${tasks[$i]}")
         done
     done
-    local n
-    for n in "${!cells_task[@]}"; do
-        coin_log "matrix: cell $((n + 1))/${#cells_task[@]}: ${cells_task[$n]} after stage ${cells_stage[$n]}"
-        coin_eval_script "${cells_task[$n]}" "${cells_stage[$n]}" "$OUTPUT_ROOT/$METHOD/${cells_stage[$n]}"
+    if coin_group_stage "${stages[0]}"; then
+        coin_log "matrix $METHOD: grouped chain (group.json in its task folders), ROUTE=$ROUTE"
+        coin_group_routes "${1:-}" "${cells[@]}" > /dev/null
+        COIN_CELL_MODEL=("${COIN_ROUTE_MODEL[@]}")
+        COIN_CELL_ROUTE=("${COIN_ROUTE_INFO[@]}")
+    fi
+}
+
+# The accuracy matrix (cells: coin_matrix_cells), then the summary and its figures. A cell answered by the same
+# checkpoint as an earlier cell of the same task (grouped chains) starts from that cell's answers: scored, not
+# generated again.
+coin_eval_matrix() {
+    coin_matrix_cells "$RESULT_ROOT/$METHOD/routing.json"
+    local n m
+    for n in "${!COIN_CELL_TASK[@]}"; do
+        coin_log "matrix: cell $((n + 1))/${#COIN_CELL_TASK[@]}: ${COIN_CELL_TASK[$n]} after stage ${COIN_CELL_STAGE[$n]}${COIN_CELL_ROUTE[$n]:+, answered by ${COIN_CELL_MODEL[$n]} (${COIN_CELL_ROUTE[$n]})}"
+        for ((m = 0; m < n; m++)); do
+            if [[ "${COIN_CELL_TASK[$m]}" == "${COIN_CELL_TASK[$n]}" && "${COIN_CELL_MODEL[$m]}" == "${COIN_CELL_MODEL[$n]}" ]]; then
+                coin_copy_answers "$(coin_cell_dir "${COIN_CELL_STAGE[$m]}" "${COIN_CELL_TASK[$m]}")" \
+                    "$(coin_cell_dir "${COIN_CELL_STAGE[$n]}" "${COIN_CELL_TASK[$n]}")" "${COIN_CELL_MODEL[$n]}"
+                break
+            fi
+        done
+        coin_eval_script "${COIN_CELL_TASK[$n]}" "${COIN_CELL_STAGE[$n]}" "${COIN_CELL_MODEL[$n]}"
     done
-    coin_summarize "$RESULT_ROOT/$METHOD" "${tasks[@]}"
+    coin_summarize "$RESULT_ROOT/$METHOD" "${COIN_TASKS[@]}"
+}
+
+# Copy the chunk answers of a scored cell to another cell of the same task and checkpoint (unless FORCE=1 or the
+# target is already scored); coin_eval_task then reuses them as its own.
+coin_copy_answers() {  # FROM_CELL TO_CELL MODELPATH
+    local from="$1" to="$2" model="$3" f
+    [[ "$FORCE" != 1 ]] || return 0
+    ! coin_cell_done "$to" "$model" || return 0
+    coin_cell_done "$from" "$model" || return 0
+    mkdir -p "$to"
+    for f in "$from"/[0-9]*_[0-9]*.jsonl; do
+        [[ -f "$f" ]] && ! coin_fresh "$to/${f##*/}" "$model" || continue
+        cp "$f" "$to/${f##*/}.$$.tmp"
+        mv -f "$to/${f##*/}.$$.tmp" "$to/${f##*/}"
+        coin_log "matrix: $to/${f##*/}: answers of the same checkpoint copied from $from"
+    done
+}
+
+# Which checkpoint answers each cell of the matrix, one tab-separated line per cell: STAGE TASK CHECKPOINT and,
+# in a grouped chain, how it was chosen. Writes nothing; call it after sourcing this file.
+coin_print_routes() {
+    coin_matrix_cells > /dev/null
+    local n
+    for n in "${!COIN_CELL_TASK[@]}"; do
+        printf '%s\t%s\t%s\t%s\n' "${COIN_CELL_STAGE[$n]}" "${COIN_CELL_TASK[$n]}" "${COIN_CELL_MODEL[$n]}" "${COIN_CELL_ROUTE[$n]}"
+    done
+}
+
+# True if STAGE is a finished stage of a grouped chain (its folder holds group.json and DONE).
+coin_group_stage() {
+    [[ -f "$OUTPUT_ROOT/$METHOD/$1/group.json" && -f "$OUTPUT_ROOT/$METHOD/$1/DONE" ]]
+}
+
+# Routing of a grouped chain. For the cell (stage j, task i) the answering group is, with ROUTE=owner, the group
+# task i was trained in (its group.json) when i <= j; otherwise (ROUTE=test_file, the released rule; or the
+# next-task cell i = j+1, whose group is not decided at stage j) the grouping of task i's evaluated file
+# (test/val) against stage j's codebook copy. The checkpoint is that group's latest at a stage <= j. Both groups
+# are computed for every cell. Fills COIN_ROUTE_MODEL and COIN_ROUTE_INFO (one entry per cell) and prints
+# STAGE TASK CHECKPOINT OWNER_GROUP TEST_GROUP TEST_SIMILARITY RULE per cell (tab-separated); ROUTING_FILE
+# (may be "") receives the table as JSON, rewritten only when it changes.
+coin_group_routes() {  # ROUTING_FILE STAGE/TASK...
+    coin_group_check_settings
+    local file="$1" table k
+    shift
+    local -a splits=() fields
+    for k in "${!COIN_TASK_NAMES[@]}"; do splits+=("${COIN_TASK_NAMES[$k]}=${COIN_EVAL_SPLITS[$k]}"); done
+    table="$("$PYTHON" - "$OUTPUT_ROOT/$METHOD" "$ROUTE" "$GROUP_THRESHOLD" "$DATA_ROOT/$INSTRUCTION_TYPE" "$file" \
+        "${COIN_TASKS[*]}" "${splits[*]}" "$@" << 'EOF'
+import json, os, sys
+from llaca_plugin.grouping import GroupingError, decide
+method_dir, route, threshold, data_dir, routing_file, tasks, splits = sys.argv[1:8]
+tasks, splits, cells = tasks.split(), dict(s.split("=") for s in splits.split()), sys.argv[8:]
+groups = {}
+def group_of(task):
+    if task not in groups:
+        path = os.path.join(method_dir, task, "group.json")
+        if not os.path.isfile(path):
+            sys.exit(f"[CoIN] error: {path} missing: every stage of a grouped chain records its group")
+        with open(path) as f:
+            groups[task] = json.load(f)["group"]
+    return groups[task]
+rows = []
+for cell in cells:
+    stage, task = cell.split("/")
+    if stage not in tasks:
+        sys.exit(f"[CoIN] error: stage {stage} is not in TASKS ({' '.join(tasks)})")
+    seen = tasks[: tasks.index(stage) + 1]
+    latest = {group_of(t): t for t in seen}  # group -> its latest task at a stage <= j
+    owner = group_of(task) if task in seen else None
+    codebook = os.path.join(method_dir, stage, "codebook")
+    test_file = os.path.join(data_dir, task, f"{splits[task]}.json")
+    if not os.path.isdir(codebook):
+        sys.exit(f"[CoIN] error: {codebook} missing: stage {stage} keeps the codebook as it was after it")
+    try:
+        test = decide(codebook, test_file, float(threshold) if threshold else None)
+    except GroupingError as err:
+        sys.exit(f"[CoIN] error: routing {task} at stage {stage}: {err}")
+    rule = route if owner is not None else "test_file"
+    group = owner if rule == "owner" else test.group
+    if group not in latest:
+        sys.exit(f"[CoIN] error: {task} at stage {stage}: group {group} has no checkpoint at a stage <= {stage}")
+    rows.append({"stage": stage, "task": task, "checkpoint": f"{method_dir}/{latest[group]}", "group": group,
+                 "rule": rule, "owner_group": owner, "test_file": test_file, "test_group": test.group,
+                 "test_similarity": round(test.similarity, 4)})
+    print("\t".join(str(v) for v in (stage, task, rows[-1]["checkpoint"], "-" if owner is None else owner,
+                                     test.group, f"{test.similarity:.4f}", rule)))
+if routing_file:
+    text = json.dumps({"route": route, "cells": rows}, indent=1) + "\n"
+    if not os.path.isfile(routing_file) or open(routing_file).read() != text:
+        os.makedirs(os.path.dirname(routing_file) or ".", exist_ok=True)
+        with open(f"{routing_file}.{os.getpid()}.tmp", "w") as f:
+            f.write(text)
+        os.replace(f"{routing_file}.{os.getpid()}.tmp", routing_file)
+EOF
+)" || coin_die "routing the cells of the grouped chain $OUTPUT_ROOT/$METHOD failed"
+    COIN_ROUTE_MODEL=() COIN_ROUTE_INFO=()
+    while IFS=$'\t' read -r -a fields; do
+        COIN_ROUTE_MODEL+=("${fields[2]}")
+        if [[ "${fields[6]}" == owner ]]; then k="${fields[3]}"; else k="${fields[4]}"; fi
+        COIN_ROUTE_INFO+=("group $k by ${fields[6]}; test file -> group ${fields[4]}, similarity ${fields[5]}")
+    done <<< "$table"
+    echo "$table"
 }
 
 # The zero-shot row: every task with the base LM, the vision tower and the pretrain projector.
