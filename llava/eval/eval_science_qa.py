@@ -23,12 +23,20 @@ FAILED = "FAILED"
 _ANSWER_IS = re.compile(r"The answer is ([A-Z]).")
 
 
-def parse_option_letter(text: str) -> str:
-    """Upstream rule: the option letter an answer names, or FAILED."""
+def leading_letter(text: str) -> str | None:
+    """The option letter when the answer is a bare letter or starts with `X. `, else None."""
     if text in OPTIONS:
         return text
     if len(text) >= 3 and text[0] in OPTIONS and text[1:3] == ". ":
         return text[0]
+    return None
+
+
+def parse_option_letter(text: str) -> str:
+    """Upstream rule: the option letter an answer names, or FAILED."""
+    letter = leading_letter(text)
+    if letter:
+        return letter
     found = _ANSWER_IS.findall(text)
     return found[0] if len(found) == 1 else FAILED
 

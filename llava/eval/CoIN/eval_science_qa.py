@@ -18,8 +18,8 @@ import random
 import re
 
 from llava.eval.CoIN import common
-from llava.eval.eval_science_qa import (FAILED, OPTIONS, evaluate, parse_option_letter, summary_line,
-                                        write_output_files)
+from llava.eval.eval_science_qa import (FAILED, OPTIONS, evaluate, leading_letter, parse_option_letter,
+                                        summary_line, write_output_files)
 from llava.utils import load_json
 
 _SINGLE_CHARACTER_WORD = re.compile(r"\b(\w)\b")
@@ -27,10 +27,9 @@ _SINGLE_CHARACTER_WORD = re.compile(r"\b(\w)\b")
 
 def parse_coin_letter(text: str) -> str:
     """CoIN's rule: a bare option letter, `X. ...`, else the first one-character word upper-cased, else FAILED."""
-    if text in OPTIONS:
-        return text
-    if len(text) >= 3 and text[0] in OPTIONS and text[1:3] == ". ":
-        return text[0]
+    letter = leading_letter(text)
+    if letter:
+        return letter
     found = _SINGLE_CHARACTER_WORD.findall(text)
     return found[0].upper() if found else FAILED
 
