@@ -18,7 +18,7 @@ import random
 import re
 
 from llava.eval.CoIN import common
-from llava.eval.eval_science_qa import (FAILED, OPTIONS, evaluate, leading_letter, parse_option_letter,
+from llava.eval.eval_science_qa import (FAILED, evaluate, leading_letter, parse_option_letter,
                                         summary_line, write_output_files)
 from llava.utils import load_json
 
