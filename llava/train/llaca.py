@@ -79,7 +79,7 @@ class LLaCACallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
-        if step % self.log_steps and step != 1:
+        if step % self.log_steps and step not in (1, state.max_steps):
             return
         if self.handle.steps == 0:
             return

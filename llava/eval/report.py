@@ -1,0 +1,301 @@
+"""Benchmark report over seeds: the figures of every method (mean ± std), per-task final accuracies, plots, and
+the LLaCA coefficient statistics read from `llaca_log.jsonl`.
+
+    python -m llava.eval.report --runs RUN_DIR [RUN_DIR ...] --methods LoRA FixedEMA LLaCA ... --out OUT
+        [--one-row Zero_shot Multitask] [--title T] [--note TEXT ...]
+
+Each RUN_DIR is one seed's chain output: `RUN_DIR/results/<METHOD>/summary.json` (from `llava.eval.matrix`),
+`RUN_DIR/results/<ONE_ROW>/<Task>/score.json` for one-row baselines, and `RUN_DIR/checkpoints/<METHOD>/<Task>/`
+with `llaca_log.jsonl` where the plugin ran. Writes OUT/report.md, OUT/report.json, OUT/figures.png,
+OUT/forgetting_curves.png and OUT/coefficients.png. Accuracies are percentages.
+
+The coefficient section also places the runs in the formula's regime. k = c·(1 + G)/(d·H) with G = ‖g‖₁,
+d = ‖θ−θ*‖₁, H = ‖g − g_prev‖₁ is not scale-free: with per-element magnitudes fixed it falls as 1/(numel × step
+size), since G, d and H each grow with numel and d with the step size. `--reference-numel` and
+`--reference-lr` (LLaVA-7B LoRA r128: 524,288 elements per LoRA matrix, lr 2e-4) estimate what k the same
+per-element gradients and distances would give on the reference tensors, and which multiplier c would put the
+runs' tensors at that level.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from llava.eval.matrix import FIGURE_LABELS
+from llava.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+REPORTED = ["avg", "new", "forgetting", "bwt", "maa"]
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    """(mean, sample std, count) of the non-null values; std is 0 for one value; (None, None, 0) for none."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None, 0
+    return statistics.fmean(present), (statistics.stdev(present) if len(present) > 1 else 0.0), len(present)
+
+
+def fmt(mean: float | None, std: float | None, n: int, seeds: int) -> str:
+    if mean is None:
+        return "–"
+    text = f"{mean:.1f} ± {std:.1f}" if seeds > 1 else f"{mean:.1f}"
+    return text + (f" ({n}/{seeds})" if n < seeds else "")
+
+
+def read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def one_row(run: Path, name: str, tasks: list[str]) -> list[float | None]:
+    """A one-row baseline's accuracy per task (None where not scored)."""
+    out = []
+    for task in tasks:
+        path = run / "results" / name / task / "score.json"
+        out.append(read_json(path)["accuracy"] if path.is_file() else None)
+    return out
+
+
+def read_log(path: Path) -> list[dict]:
+    """The JSON lines of a coefficient log (a partial last line, left by a killed run, is skipped)."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p10": None, "p90": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        pos = q * (len(ordered) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    return {"median": at(0.5), "p10": at(0.1), "p90": at(0.9)}
+
+
+def coefficient_stats(records: list[dict], counts: dict[str, int], reference_numel: int, lr_ratio: float,
+                      c: float) -> dict:
+    """Raw and applied distributions over the logged tensor-step records; outcome fractions from the plugin's
+    cumulative counts (every step, not only the logged ones); the regime estimate."""
+    raw = [r["raw"] for r in records if r["raw"] is not None]
+    applied = [r["applied"] for r in records if r["applied"] is not None]
+    total = sum(counts.values())
+    estimates = []
+    for r in records:
+        if not (r["raw"] and r["d"] and r["H"] and r["G"] is not None):
+            continue
+        n = r["numel"]
+        g, d, h = r["G"] / n, r["d"] / n, r["H"] / n  # per-element magnitudes
+        estimates.append(c * (1 + reference_numel * g) / (reference_numel ** 2 * d * lr_ratio * h))
+    q_raw, q_ref = quantiles(raw), quantiles(estimates)
+    equivalent_c = c * q_ref["median"] / q_raw["median"] if q_raw["median"] and q_ref["median"] else None
+    return {"tensor_steps": total, "logged_tensor_steps": len(records), "raw": q_raw, "applied": quantiles(applied),
+            **{f"{k}_fraction": (counts[k] / total if total else None) for k in ("in_range", "fallback", "skipped")},
+            "reference_k": q_ref, "equivalent_multiplier": equivalent_c}
+
+
+def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -> dict:
+    """Per task, over seeds and logged steps: the coefficient statistics, and (numel, raw k) samples to plot."""
+    per_task, samples, c = {}, [], None
+    for task in tasks:
+        records, counts = [], {"in_range": 0, "fallback": 0, "skipped": 0}
+        for run in runs:
+            log = run / "checkpoints" / method / task / "llaca_log.jsonl"
+            if not log.is_file():
+                continue
+            lines = read_log(log)
+            for line in lines:
+                records.extend(line["tensors"])
+            if lines:
+                for key in counts:
+                    counts[key] += int(lines[-1]["summary"][key])
+            config = run / "checkpoints" / method / task / "llaca_state.pt"
+            if c is None and config.is_file():
+                import torch
+
+                c = torch.load(config, map_location="cpu", weights_only=False)["config"]["multiplier"]
+        if records:
+            per_task[task] = coefficient_stats(records, counts, args.reference_numel, args.reference_lr / args.lr,
+                                               c if c is not None else 2.0)
+            samples += [(r["numel"], r["raw"]) for r in records if r["raw"]]
+    return {"multiplier": c, "tasks": per_task, "samples": samples}
+
+
+def collect(runs: list[Path], methods: list[str], one_rows: list[str]) -> dict:
+    summaries = {m: [read_json(run / "results" / m / "summary.json") for run in runs
+                     if (run / "results" / m / "summary.json").is_file()] for m in methods}
+    tasks = next((s[0]["tasks"] for s in summaries.values() if s), None)
+    if tasks is None:
+        raise FileNotFoundError(f"no summary.json for any of {methods} under {[str(r) for r in runs]}")
+    table = {}
+    for method, items in summaries.items():
+        table[method] = {f: mean_std([s[f] for s in items]) for f in REPORTED}
+        table[method]["final"] = [mean_std([s["matrix"][-1][i] if len(s["matrix"]) == len(tasks) else None
+                                            for s in items]) for i in range(len(tasks))]
+        table[method]["curves"] = [[mean_std([s["matrix"][j][i] if j < len(s["matrix"]) else None for s in items])[0]
+                                    for j in range(len(tasks))] for i in range(len(tasks))]
+        table[method]["seeds"] = len(items)
+    for name in one_rows:
+        rows = [one_row(run, name, tasks) for run in runs]
+        per_task = [mean_std([row[i] for row in rows]) for i in range(len(tasks))]
+        avgs = [statistics.fmean(row) if all(v is not None for v in row) else None for row in rows]
+        table[name] = {"avg": mean_std(avgs), "final": per_task, "seeds": len(runs), "one_row": True}
+    return {"tasks": tasks, "table": table}
+
+
+def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, args) -> str:
+    tasks, table = report["tasks"], report["table"]
+    lines = [f"# {args.title}", ""] + [f"{note}" for note in args.note] + [""] if args.note else [f"# {args.title}", ""]
+    lines += [f"{seeds} seed(s); mean ± sample standard deviation over seeds; accuracies in percent.", "",
+              "| method | " + " | ".join(FIGURE_LABELS[f] for f in REPORTED) + " |",
+              "|---|" + "---|" * len(REPORTED)]
+    for name in one_rows + methods:
+        row = table.get(name)
+        if row is None:
+            continue
+        cells = [fmt(*row[f], row["seeds"]) if f in row else "–" for f in REPORTED]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Final accuracy per task (after the last stage; one-row baselines: their only row):", "",
+              "| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for name in one_rows + methods:
+        row = table.get(name)
+        if row is not None:
+            lines.append(f"| {name} | " + " | ".join(fmt(*cell, row["seeds"]) for cell in row["final"]) + " |")
+    for method, section in report["coefficients"].items():
+        if not section["tasks"]:
+            continue
+        lines += ["", f"## Coefficients: {method} (multiplier c = {section['multiplier']})", "",
+                  "Over every logged step and tensor. raw = k before the range check; applied = weight given to the "
+                  "new weights (the fallback when k is outside (0, 1)).", "",
+                  "| task | tensor-steps | raw median [p10, p90] | applied median [p10, p90] | in range | fallback | "
+                  "skipped | k on 7B-size tensors (est.) | c for 7B-like k |", "|---|---|---|---|---|---|---|---|---|"]
+        for task, s in section["tasks"].items():
+            lines.append(
+                f"| {task} | {s['tensor_steps']} | {_q(s['raw'])} | {_q(s['applied'])} | "
+                f"{_pct(s['in_range_fraction'])} | {_pct(s['fallback_fraction'])} | {_pct(s['skipped_fraction'])} | "
+                f"{_g(s['reference_k']['median'])} | {_g(s['equivalent_multiplier'])} |")
+    lines += ["", "Figures: `figures.png` (Avg, New, Forgetting per method), `forgetting_curves.png` (each task's mean "
+              "accuracy across stages), `coefficients.png` (raw k against tensor size)."]
+    return "\n".join(lines) + "\n"
+
+
+def _g(x) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def _q(q: dict) -> str:
+    return "–" if q["median"] is None else f"{q['median']:.3g} [{q['p10']:.3g}, {q['p90']:.3g}]"
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def figures_png(report: dict, names: list[str]) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.2 + 1.3 * len(names), 3.6))
+    ax = fig.subplots()
+    width = 0.8 / 3
+    for k, figure in enumerate(["avg", "new", "forgetting"]):
+        means = [(report["table"].get(n, {}).get(figure) or (None,))[0] for n in names]
+        stds = [(report["table"].get(n, {}).get(figure) or (None, None))[1] for n in names]
+        xs = [i + (k - 1) * width for i in range(len(names))]
+        ax.bar(xs, [m or 0 for m in means], width, yerr=[s or 0 for s in stds], label=FIGURE_LABELS[figure], capsize=2)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("percent")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def curves_png(report: dict, methods: list[str]) -> bytes:
+    from matplotlib.figure import Figure
+
+    tasks = report["tasks"]
+    fig = Figure(figsize=(3.2 * len(methods), 3.2))
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    for ax, method in zip(axes, methods):
+        for i, task in enumerate(tasks):
+            curve = report["table"][method]["curves"][i]
+            xs = [j + 1 for j in range(len(tasks)) if j >= i and curve[j] is not None]
+            ax.plot(xs, [curve[j - 1] for j in xs], marker="o", ms=3, label=task)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("after stage")
+        ax.set_ylim(-2, 102)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize=6, loc="upper right")
+    return _png(fig)
+
+
+def coefficients_png(report: dict) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
+    for method, section in report["coefficients"].items():
+        if section["samples"]:
+            xs, ys = zip(*section["samples"])
+            ax.scatter(xs, ys, s=3, alpha=0.3, label=method)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    if not ax.collections:
+        ax.text(0.5, 0.5, "no coefficient logs", ha="center", transform=ax.transAxes)
+        return _png(fig)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tensor size (elements)")
+    ax.set_ylabel("raw k (in range: below the dashed line)")
+    ax.legend(fontsize=7, markerscale=3)
+    return _png(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", type=Path, required=True)
+    parser.add_argument("--methods", nargs="+", required=True)
+    parser.add_argument("--one-row", nargs="*", default=["Zero_shot", "Multitask"])
+    parser.add_argument("--llaca-methods", nargs="*", default=None,
+                        help="methods whose coefficient logs to summarise (default: every method with a log)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="Benchmark report")
+    parser.add_argument("--note", nargs="*", default=[])
+    parser.add_argument("--lr", type=float, default=2e-4, help="the runs' LoRA learning rate")
+    parser.add_argument("--reference-lr", type=float, default=2e-4)
+    parser.add_argument("--reference-numel", type=int, default=4096 * 128)
+    args = parser.parse_args(argv)
+    report = collect(args.runs, args.methods, args.one_row)
+    llaca = args.llaca_methods if args.llaca_methods is not None else args.methods
+    report["coefficients"] = {m: coefficient_section(args.runs, m, report["tasks"], args) for m in llaca}
+    report["coefficients"] = {m: s for m, s in report["coefficients"].items() if s["tasks"]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in args.one_row + args.methods if n in report["table"]]
+    atomic_write_text(args.out / "report.md", markdown(report, args.methods, args.one_row, len(args.runs), args))
+    atomic_write_bytes(args.out / "figures.png", figures_png(report, names))
+    atomic_write_bytes(args.out / "forgetting_curves.png",
+                       curves_png(report, [m for m in args.methods if m in report["table"] and report["table"][m]["seeds"]]))
+    atomic_write_bytes(args.out / "coefficients.png", coefficients_png(report))
+    slim = {**report, "coefficients": {m: {k: v for k, v in s.items() if k != "samples"}
+                                       for m, s in report["coefficients"].items()}}
+    atomic_write_json(args.out / "report.json", slim)
+    print(f"wrote {args.out}/report.md")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The mini-CoIN benchmark, through the real CoIN training and evaluation scripts (scripts/CoIN/), on CPUs.
+#
+#   bash scripts/mini/run.sh [--seeds N] [--methods "M1 M2 ..."] [--tasks "T1 T2 ..."] [--jobs J]
+#                            [--runs DIR] [--out DIR] [--no-report]
+#
+# For each seed: mini-CoIN data (playground/make_mini_coin.py --seed S), then every method as a CoIN chain with
+# the mini settings of scripts/mini/settings.sh passed through the chain scripts' environment variables, then
+# the accuracy matrix (eval_matrix.sh). The base model comes from scripts/mini/pretrain.sh (built once, cached,
+# shared by all seeds: the seeds vary the data and the training). Finally `python -m llava.eval.report` writes
+# OUT/report.md (mean ± std over seeds), its plots and the coefficient statistics.
+#
+# Methods (default: all but the grouped rows, which scripts/mini/ablation.sh adds):
+#   Zero_shot     the base model on every task (eval_zero_shot.sh)
+#   LoRA          sequential LoRA (Train_LoRA)               FixedEMA   EMA 0.99 (Train_FixedEMA)
+#   LLaCA         LLaCA, official variant (Train_LLaCA)      LLaCA_paper   the paper's variant
+#   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.02 0.2 20 200)
+#   Multitask     one run on the union (Train_Multitask, eval_multitask.sh)
+#   Grouped_LLaCA grouping + LLaCA (Train_LLaCA_grouped, GROUP_EMA=reused: the released scripts' choice)
+#   Grouped_LoRA  grouping with plain LoRA (GROUP_EMA=none)
+# Chains finished earlier are skipped (their DONE markers and score files), so a rerun only does what is missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/mini/settings.sh
+source "$ROOT/scripts/mini/settings.sh"
+
+SEEDS=3
+METHODS="Zero_shot LoRA FixedEMA LLaCA LLaCA_paper $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)Multitask"
+JOBS="${JOBS:-2}"
+RUNS="${RUNS:-$MINI_CACHE/runs}"
+OUT="$ROOT/results/mini_coin"
+REPORT=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --seeds) SEEDS="$2"; shift 2 ;;
+        --methods) METHODS="$2"; shift 2 ;;
+        --tasks) MINI_TASKS="$2"; shift 2 ;;
+        --jobs) JOBS="$2"; shift 2 ;;
+        --runs) RUNS="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --no-report) REPORT=0; shift ;;
+        *) echo "usage: $0 [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report]" >&2
+           exit 2 ;;
+    esac
+done
+log() { echo "[mini $(date +%H:%M:%S)] $*"; }
+STARTED=$SECONDS
+
+# ------------------------------------------------------------------------------------------------ base
+# MINI_BASE: an existing base (lm/, vision/, mm_projector.bin) instead of scripts/mini/pretrain.sh's.
+if [[ -n "${MINI_BASE:-}" ]]; then
+    BASE_DIR="$MINI_BASE"
+else
+    base_line="$(mini_pretrain | tee /dev/stderr | tail -n 1)"
+    BASE_DIR="${base_line#BASE_DIR=}"
+fi
+[[ -d "$BASE_DIR/lm" ]] || { echo "[mini] error: no base model in '$BASE_DIR'" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------------------ data
+data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
+for ((seed = 0; seed < SEEDS; seed++)); do
+    dir="$(data_dir "$seed")"
+    if [[ ! -f "$dir/mini_coin_meta.json" ]]; then
+        log "data: seed $seed -> $dir"
+        # shellcheck disable=SC2086
+        "$PYTHON" playground/make_mini_coin.py --output_dir "$dir.tmp" --seed "$seed" $MINI_DATA_ARGS --tasks $MINI_TASKS
+        rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    fi
+done
+
+# ------------------------------------------------------------------------------------------------ chains
+# One job = one (seed, method): train the chain (or the one-row baseline) and evaluate it.
+job() {
+    local seed="$1" method="$2" port="$3" chain="" extra="" group_ema=""
+    local dir run log
+    dir="$(data_dir "$seed")"
+    run="$RUNS/seed$seed"
+    mkdir -p "$run/logs"
+    log="$run/logs/$method.log"
+    case "$method" in
+        Zero_shot) ;;
+        LoRA) chain=LoRA ;;
+        FixedEMA) chain=FixedEMA ;;
+        LLaCA) chain=LLaCA ;;
+        LLaCA_paper) chain=LLaCA; extra="--llaca_variant paper" ;;
+        LLaCA_c*) chain=LLaCA; extra="--llaca_multiplier ${method#LLaCA_c}" ;;
+        Multitask) chain=Multitask ;;
+        Grouped_LLaCA) chain=LLaCA_grouped; group_ema=reused ;;
+        Grouped_LoRA) chain=LLaCA_grouped; group_ema=none ;;
+        *) echo "[mini] error: unknown method $method" >&2; return 2 ;;
+    esac
+    (
+        export OUTPUT_ROOT="$run/checkpoints" RESULT_ROOT="$run/results" METHOD="$method" MASTER_PORT="$port"
+        export BASE_LM="$BASE_DIR/lm" VISION_TOWER="$BASE_DIR/vision" PRETRAIN_PROJECTOR="$BASE_DIR/mm_projector.bin"
+        export DATA_ROOT="$dir" IMAGE_ROOT="$dir/cl_dataset" TASKS="$MINI_TASKS"
+        export EXTRA_TRAIN_ARGS="$MINI_TRAIN_ARGS --seed $seed $extra"
+        [[ -n "$group_ema" ]] && export GROUP_EMA="$group_ema"
+        case "$method" in
+            Zero_shot) bash scripts/CoIN/Eval/eval_zero_shot.sh ;;
+            Multitask) bash scripts/CoIN/Train_Multitask/Train_all.sh && bash scripts/CoIN/Eval/eval_multitask.sh ;;
+            *) bash "scripts/CoIN/Train_$chain/Train_all.sh" && bash scripts/CoIN/Eval/eval_matrix.sh ;;
+        esac
+    ) > "$log" 2>&1 || { echo "[mini] error: seed $seed $method failed; see $log" >&2; tail -n 20 "$log" >&2; return 1; }
+    log "done: seed $seed $method ($(grep -c '' "$log") log lines, $log)"
+}
+
+pids=()
+failed=0
+port=29700
+for ((seed = 0; seed < SEEDS; seed++)); do
+    for method in $METHODS; do
+        while [[ "$(jobs -rp | wc -l)" -ge "$JOBS" ]]; do wait -n || failed=1; done
+        log "start: seed $seed $method"
+        job "$seed" "$method" "$port" &
+        pids+=($!)
+        port=$((port + 1))
+    done
+done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[[ "$failed" == 0 ]] || { echo "[mini] error: some runs failed (see the messages above); rerun to retry them" >&2; exit 1; }
+log "all runs done in $((SECONDS - STARTED)) s"
+
+# ------------------------------------------------------------------------------------------------ report
+if [[ "$REPORT" == 1 ]]; then
+    chains=()
+    one_rows=()
+    for m in $METHODS; do
+        if [[ "$m" == Zero_shot || "$m" == Multitask ]]; then one_rows+=("$m"); else chains+=("$m"); fi
+    done
+    runs=()
+    for ((seed = 0; seed < SEEDS; seed++)); do runs+=("$RUNS/seed$seed"); done
+    "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
+        --title "mini-CoIN benchmark" --lr "$LR" \
+        --note "Base: $BASE_DIR. Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
+               "Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time."
+fi

@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# mini-CoIN settings (sourced by scripts/mini/run.sh, ablation.sh and scripts/demo.sh): the CoIN chain scripts'
+# environment variables for the tiny `mini` base on CPUs, and the data generator's arguments. Each can be
+# overridden from the environment. results/mini_coin/tuning.md explains how they were chosen.
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
+fi
+export PYTHON
+: "${MINI_CACHE:=$ROOT/checkpoints/mini}"
+: "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
+: "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 200}"
+: "${SWEEP:=0.02 0.2 20 200}"
+# The chain scripts' settings (docs/coin_chain.md): one process per chain on CPU, fp32, small batches.
+export NUM_GPUS="${NUM_GPUS:-1}" BF16="${BF16:-False}" TF32="${TF32:-False}" NUM_WORKERS="${NUM_WORKERS:-0}"
+export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-3}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
+export LORA_TARGETS="${LORA_TARGETS:-}"
+export BATCH_SIZES="${BATCH_SIZES:-32 32 32 32 32 32 32 32}" MULTITASK_BATCH_SIZE="${MULTITASK_BATCH_SIZE:-32}"
+export MAX_STEPS="${MAX_STEPS:-}" EPOCHS="${EPOCHS:-1}" MODEL_MAX_LENGTH="${MODEL_MAX_LENGTH:-256}"
+export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-24}" KEEP_CHECKPOINTS="${KEEP_CHECKPOINTS:-0}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+: "${MINI_TRAIN_ARGS:=--gradient_checkpointing False --llaca_log_steps 5}"
+if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
+MINI_SETTINGS_NOTE="LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
+
+# A key for the generated data: the generator's source and arguments.
+mini_data_key() {
+    { echo "$MINI_DATA_ARGS $MINI_TASKS"; sha256sum "$ROOT/playground/make_mini_coin.py" | cut -d' ' -f1; } \
+        | sha256sum | cut -c1-12
+}
+
+# scripts/mini/pretrain.sh with the base settings below (its own variable names, so the chain's LR etc. do not
+# leak into it); prints its log and, last, `BASE_DIR=<path>`.
+: "${PRETRAIN_STEPS:=}" "${PRETRAIN_LR:=}" "${PRETRAIN_BATCH_SIZE:=}" "${PRETRAIN_ALIGN_STEPS:=}"
+mini_pretrain() {
+    env -u LR -u STEPS -u BATCH_SIZE -u ALIGN_STEPS \
+        ${PRETRAIN_STEPS:+STEPS=$PRETRAIN_STEPS} ${PRETRAIN_LR:+LR=$PRETRAIN_LR} \
+        ${PRETRAIN_BATCH_SIZE:+BATCH_SIZE=$PRETRAIN_BATCH_SIZE} ${PRETRAIN_ALIGN_STEPS:+ALIGN_STEPS=$PRETRAIN_ALIGN_STEPS} \
+        MINI_CACHE="$MINI_CACHE" bash "$ROOT/scripts/mini/pretrain.sh"
+}

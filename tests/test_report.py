@@ -1,0 +1,48 @@
+"""The benchmark report: figures averaged over seeds, one-row baselines, coefficient statistics and plots."""
+import json
+
+import pytest
+
+from llava.eval import report
+from llava.eval.matrix import summarize
+
+TASKS = ["A", "B"]
+
+
+def write_run(root, seed, matrix, zero_shot, log_lines):
+    summary = {"tasks": TASKS, "matrix": matrix, **summarize(matrix)}
+    (root / "results" / "LLaCA").mkdir(parents=True)
+    (root / "results" / "LLaCA" / "summary.json").write_text(json.dumps(summary))
+    for task, acc in zip(TASKS, zero_shot):
+        (root / "results" / "Zero_shot" / task).mkdir(parents=True)
+        (root / "results" / "Zero_shot" / task / "score.json").write_text(json.dumps({"accuracy": acc}))
+    task_dir = root / "checkpoints" / "LLaCA" / "B"
+    task_dir.mkdir(parents=True)
+    (task_dir / "llaca_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log_lines) + '{"step": 9, "summ')
+
+
+def line(step, raws, counts):
+    tensors = [{"name": f"t{i}", "numel": 100, "raw": r, "applied": (r if r is not None and 0 < r < 1 else 0.01),
+                "d": 1.0, "G": 2.0, "H": 3.0} for i, r in enumerate(raws)]
+    return {"step": step, "summary": dict(zip(("in_range", "fallback", "skipped"), counts)), "tensors": tensors}
+
+
+def test_report_over_two_seeds(tmp_path):
+    write_run(tmp_path / "s0", 0, [[80, None], [40, 90]], [10, 20], [line(1, [0.5, 2.0], (1, 1, 0)),
+                                                                    line(2, [0.5, 4.0], (2, 2, 0))])
+    write_run(tmp_path / "s1", 1, [[60, None], [50, 70]], [30, 20], [line(2, [None, 8.0], (1, 2, 1))])
+    out = tmp_path / "out"
+    result = report.main(["--runs", str(tmp_path / "s0"), str(tmp_path / "s1"), "--methods", "LLaCA",
+                          "--one-row", "Zero_shot", "--out", str(out), "--lr", "2e-3"])
+    table = result["table"]
+    assert table["LLaCA"]["avg"] == (pytest.approx(62.5), pytest.approx(3.5355339), 2)  # mean(40, 90), mean(50, 70)
+    assert table["LLaCA"]["forgetting"][0] == pytest.approx(25.0)                         # 80 - 40 and 60 - 50
+    assert table["Zero_shot"]["avg"][0] == pytest.approx(20.0)
+    stats = result["coefficients"]["LLaCA"]["tasks"]["B"]
+    assert stats["tensor_steps"] == 7 and stats["in_range_fraction"] == pytest.approx(3 / 7)
+    assert stats["skipped_fraction"] == pytest.approx(1 / 7)
+    assert stats["raw"]["median"] == pytest.approx(2.0)                # 0.5, 0.5, 2, 4, 8
+    text = (out / "report.md").read_text()
+    assert "| LLaCA | 62.5 ± 3.5 |" in text and "| Zero_shot | 20.0 ± 0.0 |" in text
+    for name in ("figures.png", "forgetting_curves.png", "coefficients.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
