@@ -39,8 +39,8 @@ def test_report_over_two_seeds(tmp_path):
     assert table["LLaCA"]["forgetting"][0] == pytest.approx(25.0)                         # 80 - 40 and 60 - 50
     assert table["Zero_shot"]["avg"][0] == pytest.approx(20.0)
     stats = result["coefficients"]["LLaCA"]["tasks"]["B"]
-    assert stats["tensor_steps"] == 7 and stats["in_range_fraction"] == pytest.approx(3 / 7)
-    assert stats["skipped_fraction"] == pytest.approx(1 / 7)
+    assert stats["tensor_steps"] == 8 and stats["in_range_fraction"] == pytest.approx(3 / 8)  # last lines: 2+2+0, 1+2+1
+    assert stats["skipped_fraction"] == pytest.approx(1 / 8)
     assert stats["raw"]["median"] == pytest.approx(2.0)                # 0.5, 0.5, 2, 4, 8
     text = (out / "report.md").read_text()
     assert "| LLaCA | 62.5 ± 3.5 |" in text and "| Zero_shot | 20.0 ± 0.0 |" in text
