@@ -43,6 +43,6 @@ def test_report_over_two_seeds(tmp_path):
     assert stats["skipped_fraction"] == pytest.approx(1 / 8)
     assert stats["raw"]["median"] == pytest.approx(2.0)                # 0.5, 0.5, 2, 4, 8
     text = (out / "report.md").read_text()
-    assert "| LLaCA | 62.5 ± 3.5 |" in text and "| Zero_shot | 20.0 ± 0.0 |" in text
+    assert "| LLaCA | 62.5 ± 3.5 |" in text and "| Zero_shot | 20.0 ± 7.1 |" in text
     for name in ("figures.png", "forgetting_curves.png", "coefficients.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
