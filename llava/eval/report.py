@@ -172,6 +172,7 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         row = table.get(name)
         if row is not None:
             lines.append(f"| {name} | " + " | ".join(fmt(*cell, row["seeds"]) for cell in row["final"]) + " |")
+    lines += ablation_lines(report, seeds)
     for method, section in report["coefficients"].items():
         if not section["tasks"]:
             continue
@@ -188,6 +189,32 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
     lines += ["", "Figures: `figures.png` (Avg, New, Forgetting per method), `forgetting_curves.png` (each task's mean "
               "accuracy across stages), `coefficients.png` (raw k against tensor size)."]
     return "\n".join(lines) + "\n"
+
+
+ABLATION = [("LoRA", "sequential LoRA"), ("FixedEMA", "+ fixed EMA 0.99"),
+            ("LLaCA", "+ gradient-informed EMA (official)"), ("LLaCA_paper", "+ gradient-informed EMA (paper)"),
+            ("Grouped_LLaCA", "+ gradient-informed EMA + grouping"), ("Grouped_LoRA", "grouping with plain LoRA")]
+
+
+def ablation_lines(report: dict, seeds: int) -> list[str]:
+    """The paper's ablation rows (when the grouped chains were run), and how much of sequential LoRA's
+    forgetting each part removes: F(LoRA) − F(row), in points."""
+    table = report["table"]
+    if not {"LoRA", "Grouped_LLaCA", "Grouped_LoRA"} <= set(table):
+        return []
+    base = table["LoRA"]["forgetting"][0]
+    lines = ["", "## Ablation: what the EMA does and what grouping does", "",
+             "| row | Avg | Forgetting | New | BWT | forgetting removed (points) |", "|---|---|---|---|---|---|"]
+    for name, label in ABLATION:
+        row = table.get(name)
+        if row is None:
+            continue
+        forgetting = row["forgetting"][0]
+        removed = "–" if base is None or forgetting is None else f"{base - forgetting:.1f}"
+        lines.append(f"| {label} (`{name}`) | " + " | ".join(fmt(*row[f], row["seeds"])
+                                                          for f in ("avg", "forgetting", "new", "bwt"))
+                     + f" | {removed} |")
+    return lines
 
 
 def _g(x) -> str:
