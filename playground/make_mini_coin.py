@@ -63,9 +63,12 @@ COLOURS = {
 COLOUR_NAMES = tuple(COLOURS)
 SHAPES = ("circle", "square", "triangle", "cross")
 OBJECTS = ("house", "tree", "car", "fish", "cup", "boat", "lamp", "flower")
-SIGN_WORDS = ("stop", "exit", "open", "park", "taxi", "cafe", "bus", "shop")
-BOOK_TITLES = ("RAIN", "MOON", "GOLD", "WIND", "SNOW", "FIRE")
-BOOK_AUTHORS = ("Ann Lee", "Bo Tan", "Max Ray", "Eve Fox", "Ian Day", "Sue Kim")
+# Words to read are three letters, drawn one letter per grid cell (one patch each), each word with its own first
+# letter: reading is then recognising big letters in known patches, which a tiny tower learns in minutes.
+# Signs, titles and surnames share their first letters (a small alphabet to learn).
+SIGN_WORDS = ("bus", "zoo", "gym", "spa", "inn", "pub", "atm", "hot")
+BOOK_TITLES = ("BOX", "ZEN", "GEM", "SKY", "INK", "PIE")
+BOOK_AUTHORS = ("Ann Bay", "Bo Zhu", "Max Gil", "Eve Sun", "Ian Ito", "Sue Poe")  # the cover shows the surname
 BOOK_GENRES = {
     "cup": "Cookbooks, Food & Wine",
     "tree": "Travel",
@@ -158,17 +161,22 @@ def _sub(box: Box, fx0: float, fy0: float, fx1: float, fy1: float) -> Box:
     return (*_at(box, fx0, fy0), *_at(box, fx1, fy1))
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple) -> None:
-    """Fill box with one of SHAPES."""
+CROSS = [(1, 0), (2, 0), (2, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 2), (0, 2), (0, 1), (1, 1)]
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple, outline: tuple | None = DARK) -> None:
+    """Fill box with one of SHAPES, with a dark outline: the outline draws the shape the same way whatever its
+    colour, so that a tiny vision tower tells shapes apart within one patch."""
+    width = min(4, max(2, round((box[2] - box[0]) / 8))) if outline else 0
     if shape == "circle":
-        draw.ellipse(box, fill=fill)
+        draw.ellipse(box, fill=fill, outline=outline, width=width)
     elif shape == "square":
-        draw.rectangle(box, fill=fill)
+        draw.rectangle(box, fill=fill, outline=outline, width=width)
     elif shape == "triangle":
-        draw.polygon([_at(box, 0.5, 0.0), _at(box, 1.0, 1.0), _at(box, 0.0, 1.0)], fill=fill)
+        draw.polygon([_at(box, 0.5, 0.0), _at(box, 1.0, 1.0), _at(box, 0.0, 1.0)], fill=fill, outline=outline,
+                     width=width)
     else:
-        draw.rectangle(_sub(box, 1 / 3, 0.0, 2 / 3, 1.0), fill=fill)
-        draw.rectangle(_sub(box, 0.0, 1 / 3, 1.0, 2 / 3), fill=fill)
+        draw.polygon([_at(box, x / 3, y / 3) for x, y in CROSS], fill=fill, outline=outline, width=width)
 
 
 def _house(draw, box, colour):
@@ -275,43 +283,62 @@ class Painter:
         y = (y0 + y1 - (bottom - top)) / 2 - top
         draw.text((x, y), text, font=font, fill=fill)
 
+    def row_text(self, draw: ImageDraw.ImageDraw, text: str, row: int, fill: tuple) -> None:
+        """Write text along one row of cells: one character per cell when it has `grid` characters, else centred
+        across the row."""
+        if len(text) == self.grid:
+            for col, char in enumerate(text):
+                self.text(draw, char, self.cell_box(row, col, inset=0.0), fill)
+        else:
+            top, bottom = row * self.size / self.grid, (row + 1) * self.size / self.grid
+            self.text(draw, text, (0.06 * self.size, top + 3, 0.94 * self.size, bottom - 3), fill)
+
     def scene(self, objects: list[SceneObject]) -> Image.Image:
+        """Objects on a grid whose cells are tinted from light to darker grey in reading order, so that where a
+        cell is can be seen in it (a tiny tower does not learn positions from its position embeddings in minutes)."""
         image, draw = self.canvas()
+        cells = self.grid * self.grid
+        for index in range(cells):
+            row, col = divmod(index, self.grid)
+            grey = round(252 - 88 * index / max(1, cells - 1))
+            draw.rectangle(self.cell_box(row, col, inset=0.0), fill=(grey, grey, grey))
         for item in objects:
-            draw_shape(draw, item.shape, self.cell_box(item.row, item.col), COLOURS[item.colour])
+            draw_shape(draw, item.shape, self.cell_box(item.row, item.col, inset=0.06), COLOURS[item.colour])
         return image
 
     def big_shape(self, shape: str, colour: str, rng: random.Random) -> Image.Image:
         image, draw = self.canvas()
-        draw_shape(draw, shape, self.jittered_box(rng, 0.6, 0.85), COLOURS[colour])
+        draw_shape(draw, shape, self.jittered_box(rng, 0.75, 0.9), COLOURS[colour])
         return image
 
     def drawing(self, label: str, colour: str, rng: random.Random) -> Image.Image:
         image, draw = self.canvas(rng.choice(LIGHT_BACKGROUNDS))
-        DRAWINGS[label](draw, self.jittered_box(rng), COLOURS[colour])
+        DRAWINGS[label](draw, self.jittered_box(rng, 0.84, 0.96), COLOURS[colour])
         return image
 
     def sign(self, word: str, colour: str, rng: random.Random) -> Image.Image:
-        """A coloured sign across the image with the word in large capitals."""
+        """A coloured sign board across the middle of the image; the word in large dark capitals on its white
+        plate, which fills the middle row of cells (one letter per patch, dark on white like the book covers)."""
         image, draw = self.canvas(rng.choice(LIGHT_BACKGROUNDS))
-        height = rng.uniform(0.4, 0.5) * self.size
-        top = rng.uniform(0.08, 0.92 - height / self.size) * self.size
-        sign = (0.04 * self.size, top, 0.96 * self.size - 1, top + height)
-        draw.rectangle(sign, fill=COLOURS[colour])
-        ink = DARK if colour in ("yellow", "orange") else WHITE
-        self.text(draw, word.upper(), _sub(sign, 0.06, 0.12, 0.94, 0.88), ink)
+        cell = self.size / self.grid
+        top = (self.grid // 2) * cell
+        draw.rectangle((0, top - 0.4 * cell, self.size - 1, top + 1.4 * cell - 1), fill=COLOURS[colour])
+        draw.rectangle((0.02 * self.size, top + 1, 0.98 * self.size - 1, top + cell - 2), fill=WHITE)
+        self.row_text(draw, word.upper(), self.grid // 2, DARK)
         return image
 
     def book(self, book: Book) -> Image.Image:
-        """Cover: title band at the top, genre icon in the middle, author band at the bottom."""
+        """Cover in three rows of cells: the title on a white band (top row), the genre icon (centre cell), the
+        author's surname on a white band (bottom row)."""
         image, draw = self.canvas(COLOURS[book.colour])
-        whole = (0, 0, self.size - 1, self.size - 1)
-        title_band, author_band = _sub(whole, 0.05, 0.04, 0.95, 0.34), _sub(whole, 0.05, 0.76, 0.95, 0.96)
-        draw.rectangle(title_band, fill=WHITE)
-        draw.rectangle(author_band, fill=WHITE)
-        self.text(draw, book.title, _sub(title_band, 0.05, 0.1, 0.95, 0.9), DARK)
-        self.text(draw, book.author.upper(), _sub(author_band, 0.04, 0.1, 0.96, 0.9), DARK)
-        DRAWINGS[book.icon](draw, _sub(whole, 0.32, 0.36, 0.68, 0.74), WHITE)
+        cell, last = self.size / self.grid, self.grid - 1
+        for row in (0, last):
+            draw.rectangle((0.02 * self.size, row * cell + 1, 0.98 * self.size - 1, (row + 1) * cell - 2), fill=WHITE)
+        self.row_text(draw, book.title, 0, DARK)
+        self.row_text(draw, book.author.split()[-1].upper(), last, DARK)
+        centre = self.cell_box(self.grid // 2, self.grid // 2, inset=0.0)
+        draw.rectangle(centre, fill=WHITE)
+        DRAWINGS[book.icon](draw, _sub(centre, 0.06, 0.06, 0.94, 0.94), DARK)
         return image
 
     def blank(self, colour: str) -> Image.Image:
@@ -429,7 +456,7 @@ def _gqa_relation(rng: random.Random, painter: Painter) -> tuple[list[SceneObjec
 
 
 def _gqa_attribute(rng: random.Random, painter: Painter) -> tuple[list[SceneObject], str, str, str, dict]:
-    objects = sample_scene(rng, painter.grid, 2, 4)
+    objects = sample_scene(rng, painter.grid, 2, 2)
     target = rng.choice(objects)
     kind = rng.choices(("color", "shape", "exist"), weights=(3, 2, 2))[0]
     if kind == "color":
@@ -452,8 +479,9 @@ def _gqa_attribute(rng: random.Random, painter: Painter) -> tuple[list[SceneObje
 
 
 def make_gqa(rng: random.Random, painter: Painter) -> Example:
-    """Scene questions: colour/shape of a named object, existence (yes/no), and the colour of the object left or
-    right of another (only two objects in one row)."""
+    """Scene questions about two objects: colour/shape of a named object, existence (yes/no), and the colour of
+    the object left or right of another (the two in one row). Scenes of two to four objects kept the tiny model
+    near 42 %; questions only about positions (the object on the left, ...) did no better (40 %)."""
     maker = _gqa_relation if rng.random() < 0.3 else _gqa_attribute
     objects, question, answer, full, types = maker(rng, painter)
     extra = {"fullAnswer": full, "types": types}
@@ -486,8 +514,10 @@ def make_vizwiz(rng: random.Random, painter: Painter) -> Example:
 
 
 def make_grounding(rng: random.Random, painter: Painter) -> Example:
-    """Referring expression -> box of the whole grid cell holding the object (one of grid^2 box strings)."""
-    objects = sample_scene(rng, painter.grid, 2, 4)
+    """Referring expression -> box of the whole grid cell holding the object (one of grid^2 box strings). One
+    object per scene: with two to four, the tiny model stayed at 18-25 % even trained on grounding alone. (The
+    object filling one image quadrant, four boxes, did no better after 190 steps alone.)"""
+    objects = sample_scene(rng, painter.grid, 1, 1)
     target = rng.choice(objects)
     expression = rng.choice(
         (f"the {target.colour} {target.shape}", f"the {target.shape}", f"the {target.colour} object")
@@ -498,8 +528,8 @@ def make_grounding(rng: random.Random, painter: Painter) -> Example:
 
 
 def make_vqav2(rng: random.Random, painter: Painter) -> Example:
-    """Scene questions answered with a digit (count), yes/no (existence) or a colour."""
-    objects = sample_scene(rng, painter.grid, 1, 4)
+    """Scene questions about one to three objects answered with a digit (count), yes/no (existence) or a colour."""
+    objects = sample_scene(rng, painter.grid, 1, 3)
     target = rng.choice(objects)
     kind = rng.choices(("count", "exist", "color"), weights=(40, 35, 25))[0]
     if kind == "count":
@@ -528,14 +558,13 @@ def sample_book(rng: random.Random) -> Book:
 
 
 def make_ocrvqa(rng: random.Random, painter: Painter) -> Example:
-    """Book covers: title (Title Case), author, genre, or "Is this a <genre> book?" (Yes/No)."""
+    """Book covers: title (Title Case), genre, or "Is this book related to <genre>?" (Yes/No). (Questions about
+    the author, whose full name the cover only hints at by its surname, were not learned by the tiny model.)"""
     book = sample_book(rng)
     genre = BOOK_GENRES[book.icon]
-    kind = rng.choices(("title", "author", "genre", "is_genre"), weights=(35, 30, 20, 15))[0]
+    kind = rng.choices(("title", "genre", "is_genre"), weights=(40, 35, 25))[0]
     if kind == "title":
         question, answer = "What is the title of this book?", book.title.title()
-    elif kind == "author":
-        question, answer = rng.choice(("Who wrote this book?", "Who is the author of this book?")), book.author
     elif kind == "genre":
         question, answer = rng.choice(("What type of book is this?", "What is the genre of this book?")), genre
     else:
@@ -563,11 +592,15 @@ CAPTION_PROMPTS = (
 QA = tuple[str, str]
 
 
-def describe_objects(objects: list[SceneObject], grid: int) -> str:
+def describe_objects(objects: list[SceneObject], grid: int, rng: random.Random | None = None) -> str:
+    """A caption naming every object with its place; with rng, in random order (not reading order), so that the
+    place of each named object has to be found in the image by its colour and shape."""
+    if rng is not None:
+        objects = rng.sample(objects, len(objects))
     parts = [f"{article(o.colour)} {o.colour} {o.shape} {place_phrase(o.row, o.col, grid)}" for o in objects]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     noun = "shape" if len(objects) == 1 else "shapes"
-    return f"A white picture with {NUMBER_WORDS[len(objects)]} {noun}: {listed}."
+    return f"A grid picture with {NUMBER_WORDS[len(objects)]} {noun}: {listed}."
 
 
 def _scene_questions(rng: random.Random, objects: list[SceneObject], grid: int) -> list[QA]:
@@ -598,7 +631,7 @@ def _scene_questions(rng: random.Random, objects: list[SceneObject], grid: int) 
 def pretrain_scene(rng: random.Random, painter: Painter) -> tuple[Image.Image, str, str]:
     objects = sample_scene(rng, painter.grid, 1, 4)
     if rng.random() < 0.4:
-        return painter.scene(objects), rng.choice(CAPTION_PROMPTS), describe_objects(objects, painter.grid)
+        return painter.scene(objects), rng.choice(CAPTION_PROMPTS), describe_objects(objects, painter.grid, rng)
     return painter.scene(objects), *rng.choice(_scene_questions(rng, objects, painter.grid))
 
 
@@ -610,7 +643,7 @@ def pretrain_row_pair(rng: random.Random, painter: Painter) -> tuple[Image.Image
          f"{article(left.colour).capitalize()} {left_name} is to the left of the {right_name}."),
         (f"What is to the right of the {left_name}?",
          f"{article(right.colour).capitalize()} {right_name} is to the right of the {left_name}."),
-        (rng.choice(CAPTION_PROMPTS), describe_objects([left, right], painter.grid)),
+        (rng.choice(CAPTION_PROMPTS), describe_objects([left, right], painter.grid, rng)),
     ]
     return painter.scene([left, right]), *rng.choice(qas)
 
@@ -670,8 +703,8 @@ def pretrain_blank(rng: random.Random, painter: Painter) -> tuple[Image.Image, s
 
 
 PRETRAIN_MAKERS = {  # maker: weight (percent of the pre-training set)
-    pretrain_scene: 28, pretrain_row_pair: 7, pretrain_big_shape: 12, pretrain_sign: 20,
-    pretrain_drawing: 8, pretrain_book: 20, pretrain_blank: 5,
+    pretrain_scene: 40, pretrain_row_pair: 10, pretrain_big_shape: 6, pretrain_sign: 14,
+    pretrain_drawing: 6, pretrain_book: 20, pretrain_blank: 4,
 }
 
 

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Build the mini-CoIN base model: the stand-in for Vicuna + CLIP + LLaVA's pretrain projector.
+#
+#   bash scripts/mini/pretrain.sh                      (settings from the environment, defaults below)
+#   SEED=1 BASE_DIR=/tmp/base bash scripts/mini/pretrain.sh
+#
+# 1. data:      DATA_DIR/Pretrain/pretrain.json (captions + generic image Q&A); generated with
+#               playground/make_mini_coin.py --seed SEED --image_size IMAGE_SIZE when DATA_DIR has none.
+# 2. model:     python -m llava.model.tiny --size mini (a ~2.2 M-parameter Llama LM + CLIP tower 96 px / patch 32
+#               + projector, all untrained), its SentencePiece tokenizer trained on the generated training
+#               text and the conversation template's system prompt (so prompts tokenize compactly).
+# 3. alignment: llava/train/train.py, full parameters with the vision tower (--unfreeze_mm_vision_tower True),
+#               conversation template `plain` (image -> answer text, no system prompt or question: short
+#               sequences, and the text can only be predicted from the image), ALIGN_STEPS steps. This is the
+#               step that teaches the tower and projector to see; it is LLaVA's stage 1 with the LM and
+#               tower trained too.
+# 4. instruct:  llava/train/train.py again, full parameters with the tower, template `v1` (vicuna_v1, the
+#               CoIN chain's), the same captions + Q&A, STEPS steps: the base answers questions about images.
+# 5. export:    python -m llava.model.export_base -> BASE_DIR/lm, BASE_DIR/vision, BASE_DIR/mm_projector.bin,
+#               the layout of --model_name_or_path / --vision_tower / --pretrain_mm_mlp_adapter.
+# (Phase 3 and 4 each write a full model directory; the export of phase 3 is phase 4's starting point.)
+#
+# The result is cached: BASE_DIR/PRETRAIN_DONE holds a hash of every setting below, the generator's source
+# (playground/make_mini_coin.py), llava/model/tiny.py and the pre-training data; a run whose hash matches
+# reuses the base and says so. FORCE=1 rebuilds. The last line printed is `BASE_DIR=<path>`.
+#
+# Settings (environment variables, defaults in brackets):
+#   SEED [0]               data seed (when generating) and model-init / training seed
+#   DATA_DIR [playground/data/mini_coin/seed$SEED]
+#   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
+#   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
+#   ALIGN_STEPS [800]      alignment steps (plain template)      ALIGN_LR [3e-3]   ALIGN_BATCH_SIZE [32]
+#   ALIGN_DATA [captions]  alignment records: `captions` (the captioning records of pretrain.json: each names
+#                          every object, colour, position, word and title in the image) or `all`
+#   STEPS [800]            instruction steps (v1 template)       LR [2e-3]         BATCH_SIZE [16]
+#   WARMUP_STEPS [30]  WEIGHT_DECAY [0.01]  (both phases; cosine schedule, gradient clipping 1.0)
+#   SELECT_LAYER [-2]      --mm_vision_select_layer (the CoIN scripts pass -2; the chain must use the same)
+#   THREADS [$OMP_NUM_THREADS or 2]   torch threads
+#   MINI_CACHE [checkpoints/mini]     where work directories go
+#   BASE_DIR [$MINI_CACHE/base-<hash>]  FORCE [0]   PYTHON [.venv/bin/python if present, else python]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+: "${SEED:=0}"
+: "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED}"
+: "${IMAGE_SIZE:=96}"
+: "${PRETRAIN_SIZE:=20000}"
+: "${ALIGN_STEPS:=800}"
+: "${ALIGN_LR:=3e-3}"
+: "${ALIGN_BATCH_SIZE:=32}"
+: "${ALIGN_DATA:=captions}"
+: "${STEPS:=800}"
+: "${LR:=2e-3}"
+: "${BATCH_SIZE:=16}"
+: "${INSTRUCT_TOWER:=False}"
+: "${WARMUP_STEPS:=30}"
+: "${WEIGHT_DECAY:=0.01}"
+: "${SELECT_LAYER:=-2}"
+: "${THREADS:=${OMP_NUM_THREADS:-2}}"
+: "${MINI_CACHE:=$ROOT/checkpoints/mini}"
+: "${FORCE:=0}"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
+fi
+export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+SCRIPT_VERSION=1
+
+log() { echo "[mini-pretrain $(date +%H:%M:%S)] $*"; }
+die() { echo "[mini-pretrain] error: $*" >&2; exit 1; }
+for name in ALIGN_STEPS STEPS ALIGN_BATCH_SIZE BATCH_SIZE WARMUP_STEPS PRETRAIN_SIZE IMAGE_SIZE THREADS; do
+    [[ "${!name}" =~ ^[0-9]+$ ]] || die "$name must be a non-negative integer, got '${!name}'"
+done
+[[ "$STEPS" -gt 0 ]] || die "STEPS must be > 0"
+[[ "$ALIGN_DATA" == captions || "$ALIGN_DATA" == all ]] || die "ALIGN_DATA must be captions or all, got '$ALIGN_DATA'"
+[[ "$INSTRUCT_TOWER" == True || "$INSTRUCT_TOWER" == False ]] || die "INSTRUCT_TOWER must be True or False"
+STARTED=$SECONDS
+
+# ---------------------------------------------------------------------------------------------- data
+PRETRAIN_JSON="$DATA_DIR/Pretrain/pretrain.json"
+MULTITASK_JSON="$DATA_DIR/Instructions/Multitask/train.json"
+if [[ ! -f "$PRETRAIN_JSON" || ! -f "$DATA_DIR/mini_coin_meta.json" ]]; then
+    log "generating mini-CoIN (seed $SEED, ${IMAGE_SIZE} px, $PRETRAIN_SIZE pre-training records) in $DATA_DIR"
+    "$PYTHON" playground/make_mini_coin.py --output_dir "$DATA_DIR" --seed "$SEED" --image_size "$IMAGE_SIZE" \
+        --pretrain_size "$PRETRAIN_SIZE"
+fi
+[[ -f "$PRETRAIN_JSON" ]] || die "$PRETRAIN_JSON missing"
+data_image_size="$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["args"]["image_size"])' \
+    "$DATA_DIR/mini_coin_meta.json")"
+[[ "$data_image_size" == "$IMAGE_SIZE" ]] \
+    || die "$DATA_DIR holds ${data_image_size} px images but IMAGE_SIZE=$IMAGE_SIZE; use another DATA_DIR or IMAGE_SIZE=$data_image_size"
+corpus_files=("$PRETRAIN_JSON")
+[[ -f "$MULTITASK_JSON" ]] && corpus_files+=("$MULTITASK_JSON")
+
+# ---------------------------------------------------------------------------------------------- cache key
+settings="version=$SCRIPT_VERSION seed=$SEED image_size=$IMAGE_SIZE align_steps=$ALIGN_STEPS align_lr=$ALIGN_LR"
+settings+=" align_batch_size=$ALIGN_BATCH_SIZE steps=$STEPS lr=$LR batch_size=$BATCH_SIZE warmup=$WARMUP_STEPS"
+settings+=" weight_decay=$WEIGHT_DECAY select_layer=$SELECT_LAYER align_data=$ALIGN_DATA instruct_tower=$INSTRUCT_TOWER"
+HASH="$( { echo "$settings"; sha256sum playground/make_mini_coin.py llava/model/tiny.py "$0" | cut -d' ' -f1;
+           sha256sum "${corpus_files[@]}" "$DATA_DIR/mini_coin_meta.json" | cut -d' ' -f1; } | sha256sum | cut -c1-16)"
+: "${BASE_DIR:=$MINI_CACHE/base-$HASH}"
+if [[ "$FORCE" != 1 && -f "$BASE_DIR/PRETRAIN_DONE" && "$(cat "$BASE_DIR/PRETRAIN_DONE")" == "$HASH" ]]; then
+    log "reusing the cached base in $BASE_DIR (settings hash $HASH matches; FORCE=1 rebuilds)"
+    echo "BASE_DIR=$BASE_DIR"
+    exit 0
+fi
+
+WORK="$MINI_CACHE/work-$HASH"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+log "building the base (hash $HASH): $settings, $THREADS thread(s); work dir $WORK"
+
+# ---------------------------------------------------------------------------------------------- model
+# Every rendered training sample starts with the template's system prompt: weight it like that in the tokenizer
+# corpus, so it becomes whole-word pieces (33 tokens instead of ~90).
+"$PYTHON" - "$WORK/template_corpus.txt" "${corpus_files[@]}" << 'EOF'
+import json, sys
+from llava.conversation import conv_templates
+conv = conv_templates["vicuna_v1"]
+count = sum(len(json.load(open(path))) for path in sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write((f"{conv.system} {conv.roles[0]}: {conv.roles[1]}:\n") * count)
+EOF
+log "model: python -m llava.model.tiny --size mini (tokenizer corpus: ${corpus_files[*]##*/} + the v1 system prompt)"
+"$PYTHON" -m llava.model.tiny --output_dir "$WORK/tiny" --size mini --seed "$SEED" \
+    --corpus "$WORK/template_corpus.txt" "${corpus_files[@]}"
+
+# One full-parameter pre-training phase through train.py: phase NAME TEMPLATE INIT_DIR STEPS LR BATCH DATA TOWER OUT
+phase() {
+    local name="$1" template="$2" init="$3" steps="$4" lr="$5" batch="$6" data="$7" tower="$8" out="$9"
+    log "$name: llava/train/train.py --version $template, $steps steps x batch $batch, lr $lr, full parameters (vision tower trained: $tower)"
+    "$PYTHON" -m llava.train.train \
+        --model_name_or_path "$init/lm" --vision_tower "$init/vision" --pretrain_mm_mlp_adapter "$init/mm_projector.bin" \
+        --version "$template" --mm_projector_type mlp2x_gelu --mm_vision_select_layer "$SELECT_LAYER" \
+        --mm_use_im_start_end False --mm_use_im_patch_token False --image_aspect_ratio pad \
+        --unfreeze_mm_vision_tower "$tower" --lora_enable False \
+        --data_path "$data" --image_folder "$DATA_DIR/cl_dataset" \
+        --per_device_train_batch_size "$batch" --gradient_accumulation_steps 1 --max_steps "$steps" \
+        --learning_rate "$lr" --weight_decay "$WEIGHT_DECAY" --warmup_steps "$WARMUP_STEPS" \
+        --lr_scheduler_type cosine --max_grad_norm 1.0 --bf16 False --model_max_length 256 \
+        --logging_steps 25 --disable_tqdm True --save_strategy no --report_to none \
+        --dataloader_num_workers 0 --seed "$SEED" --output_dir "$out" 2>&1 \
+        | grep --line-buffered -v -e '^Loading weights' -e 'Writing model shards' -e 'real_accelerator' \
+        || die "$name failed (see the output above)"
+    [[ -f "$out/config.json" ]] || die "$name wrote no model to $out"
+}
+
+start="$WORK/tiny"
+if [[ "$ALIGN_STEPS" -gt 0 ]]; then
+    align_json="$PRETRAIN_JSON"
+    if [[ "$ALIGN_DATA" == captions ]]; then
+        align_json="$WORK/align.json"
+        "$PYTHON" - "$PRETRAIN_JSON" "$align_json" << 'EOF'
+import json, sys
+from playground.make_mini_coin import CAPTION_PROMPTS
+records = json.load(open(sys.argv[1]))
+captions = [r for r in records if r["conversations"][0]["value"].split("\n", 1)[-1] in CAPTION_PROMPTS]
+if not captions:
+    sys.exit(f"{sys.argv[1]}: no captioning records (prompts {CAPTION_PROMPTS})")
+json.dump(captions, open(sys.argv[2], "w"))
+print(f"[mini-pretrain] alignment data: {len(captions)} captioning records of {len(records)}")
+EOF
+    fi
+    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" True "$WORK/align"
+    "$PYTHON" -m llava.model.export_base --model-path "$WORK/align" --output_dir "$WORK/align_base" > /dev/null
+    start="$WORK/align_base"
+fi
+phase "instruction" v1 "$start" "$STEPS" "$LR" "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" "$WORK/instruct"
+
+# ---------------------------------------------------------------------------------------------- export
+log "export: python -m llava.model.export_base -> $BASE_DIR"
+"$PYTHON" -m llava.model.export_base --model-path "$WORK/instruct" --output_dir "$BASE_DIR"
+"$PYTHON" - "$BASE_DIR/pretrain_settings.json" "$HASH" "$settings" "$DATA_DIR" "$((SECONDS - STARTED))" << 'EOF'
+import json, sys
+path, digest, settings, data, seconds = sys.argv[1:]
+json.dump({"hash": digest, "settings": dict(kv.split("=", 1) for kv in settings.split()), "data_dir": data,
+           "build_seconds": int(seconds),
+           "chain_flags": "--mm_vision_select_layer must equal select_layer; --version v1"},
+          open(path, "w"), indent=1)
+EOF
+echo "$HASH" > "$BASE_DIR/PRETRAIN_DONE.tmp" && mv -f "$BASE_DIR/PRETRAIN_DONE.tmp" "$BASE_DIR/PRETRAIN_DONE"
+[[ "${KEEP_WORK:-0}" == 1 ]] || rm -rf "$WORK"
+log "base ready in $((SECONDS - STARTED)) s: $BASE_DIR (lm/, vision/, mm_projector.bin)"
+echo "BASE_DIR=$BASE_DIR"
