@@ -2,7 +2,7 @@
 # The mini-CoIN benchmark, through the real CoIN training and evaluation scripts (scripts/CoIN/), on CPUs.
 #
 #   bash scripts/mini/run.sh [--seeds N] [--methods "M1 M2 ..."] [--tasks "T1 T2 ..."] [--jobs J]
-#                            [--runs DIR] [--out DIR] [--no-report]
+#                            [--runs DIR] [--out DIR] [--no-report | --report-only]
 #
 # For each seed: mini-CoIN data (playground/make_mini_coin.py --seed S), then every method as a CoIN chain with
 # the mini settings of scripts/mini/settings.sh passed through the chain scripts' environment variables, then
@@ -14,11 +14,13 @@
 #   Zero_shot     the base model on every task (eval_zero_shot.sh)
 #   LoRA          sequential LoRA (Train_LoRA)               FixedEMA   EMA 0.99 (Train_FixedEMA)
 #   LLaCA         LLaCA, official variant (Train_LLaCA)      LLaCA_paper   the paper's variant
-#   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.02 0.2 20 200)
+#   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.2 200; LLaCA itself is 2)
 #   Multitask     one run on the union (Train_Multitask, eval_multitask.sh)
 #   Grouped_LLaCA grouping + LLaCA (Train_LLaCA_grouped, GROUP_EMA=reused: the released scripts' choice)
 #   Grouped_LoRA  grouping with plain LoRA (GROUP_EMA=none)
 # Chains finished earlier are skipped (their DONE markers and score files), so a rerun only does what is missing.
+# --report-only writes the report from the runs present (a method run on fewer seeds shows its count), e.g. after
+# running the costly methods on fewer seeds than the others (WALL_NOTE then gives the report's wall-time line).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -31,6 +33,7 @@ JOBS="${JOBS:-2}"
 RUNS="${RUNS:-$MINI_CACHE/runs}"
 OUT="$ROOT/results/mini_coin"
 REPORT=1
+REPORT_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seeds) SEEDS="$2"; shift 2 ;;
@@ -40,7 +43,8 @@ while [[ $# -gt 0 ]]; do
         --runs) RUNS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --no-report) REPORT=0; shift ;;
-        *) echo "usage: $0 [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report]" >&2
+        --report-only) REPORT_ONLY=1; shift ;;
+        *) echo "usage: $0 [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]" >&2
            exit 2 ;;
     esac
 done
@@ -51,15 +55,17 @@ STARTED=$SECONDS
 # MINI_BASE: an existing base (lm/, vision/, mm_projector.bin) instead of scripts/mini/pretrain.sh's.
 if [[ -n "${MINI_BASE:-}" ]]; then
     BASE_DIR="$MINI_BASE"
+elif [[ "$REPORT_ONLY" == 1 ]]; then
+    BASE_DIR="the cached base of scripts/mini/pretrain.sh"
 else
     base_line="$(mini_pretrain | tee /dev/stderr | tail -n 1)"
     BASE_DIR="${base_line#BASE_DIR=}"
 fi
-[[ -d "$BASE_DIR/lm" ]] || { echo "[mini] error: no base model in '$BASE_DIR'" >&2; exit 1; }
+[[ "$REPORT_ONLY" == 1 || -d "$BASE_DIR/lm" ]] || { echo "[mini] error: no base model in '$BASE_DIR'" >&2; exit 1; }
 
 # ------------------------------------------------------------------------------------------------ data
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
-for ((seed = 0; seed < SEEDS; seed++)); do
+for ((seed = 0; seed < SEEDS * (1 - REPORT_ONLY); seed++)); do
     dir="$(data_dir "$seed")"
     if [[ ! -f "$dir/mini_coin_meta.json" ]]; then
         log "data: seed $seed -> $dir"
@@ -107,14 +113,14 @@ job() {
 
 pids=()
 failed=0
-port=29700
-for ((seed = 0; seed < SEEDS; seed++)); do
+# A free port per chain (its tasks' DeepSpeed launches reuse it), so two benchmarks on one machine do not clash.
+free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for ((seed = 0; seed < SEEDS * (1 - REPORT_ONLY); seed++)); do
     for method in $METHODS; do
         while [[ "$(jobs -rp | wc -l)" -ge "$JOBS" ]]; do wait -n || failed=1; done
         log "start: seed $seed $method"
-        job "$seed" "$method" "$port" &
+        job "$seed" "$method" "$(free_port)" &
         pids+=($!)
-        port=$((port + 1))
     done
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
@@ -133,5 +139,5 @@ if [[ "$REPORT" == 1 ]]; then
     "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
         --title "mini-CoIN benchmark" --lr "$LR" \
         --note "Base: $BASE_DIR. Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
-               "Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time."
+               "${WALL_NOTE:-Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time.}"
 fi

@@ -7,17 +7,19 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
 fi
 export PYTHON
+# The chain scripts launch `deepspeed`: the one installed next to PYTHON.
+if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
 : "${MINI_CACHE:=$ROOT/checkpoints/mini}"
 : "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
-: "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 200}"
-: "${SWEEP:=0.02 0.2 20 200}"
+: "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100}"
+: "${SWEEP:=0.2 200}"
 # The chain scripts' settings (docs/coin_chain.md): one process per chain on CPU, fp32, small batches.
 export NUM_GPUS="${NUM_GPUS:-1}" BF16="${BF16:-False}" TF32="${TF32:-False}" NUM_WORKERS="${NUM_WORKERS:-0}"
 export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-3}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
 export LORA_TARGETS="${LORA_TARGETS:-}"
-export BATCH_SIZES="${BATCH_SIZES:-32 32 32 32 32 32 32 32}" MULTITASK_BATCH_SIZE="${MULTITASK_BATCH_SIZE:-32}"
-export MAX_STEPS="${MAX_STEPS:-}" EPOCHS="${EPOCHS:-1}" MODEL_MAX_LENGTH="${MODEL_MAX_LENGTH:-256}"
-export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-24}" KEEP_CHECKPOINTS="${KEEP_CHECKPOINTS:-0}"
+export BATCH_SIZES="${BATCH_SIZES:-16 16 16 16 16 16 16 16}" MULTITASK_BATCH_SIZE="${MULTITASK_BATCH_SIZE:-16}"
+export MAX_STEPS="${MAX_STEPS:-}" EPOCHS="${EPOCHS:-3}" MODEL_MAX_LENGTH="${MODEL_MAX_LENGTH:-256}"
+export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-32}" KEEP_CHECKPOINTS="${KEEP_CHECKPOINTS:-0}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 : "${MINI_TRAIN_ARGS:=--gradient_checkpointing False --llaca_log_steps 5}"
 if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
@@ -30,11 +32,11 @@ mini_data_key() {
 }
 
 # scripts/mini/pretrain.sh with the base settings below (its own variable names, so the chain's LR etc. do not
-# leak into it); prints its log and, last, `BASE_DIR=<path>`.
+# leak into it), on every core (PRETRAIN_THREADS); prints its log and, last, `BASE_DIR=<path>`.
 : "${PRETRAIN_STEPS:=}" "${PRETRAIN_LR:=}" "${PRETRAIN_BATCH_SIZE:=}" "${PRETRAIN_ALIGN_STEPS:=}"
 mini_pretrain() {
     env -u LR -u STEPS -u BATCH_SIZE -u ALIGN_STEPS \
         ${PRETRAIN_STEPS:+STEPS=$PRETRAIN_STEPS} ${PRETRAIN_LR:+LR=$PRETRAIN_LR} \
         ${PRETRAIN_BATCH_SIZE:+BATCH_SIZE=$PRETRAIN_BATCH_SIZE} ${PRETRAIN_ALIGN_STEPS:+ALIGN_STEPS=$PRETRAIN_ALIGN_STEPS} \
-        MINI_CACHE="$MINI_CACHE" bash "$ROOT/scripts/mini/pretrain.sh"
+        THREADS="${PRETRAIN_THREADS:-$(env -u OMP_NUM_THREADS nproc)}" MINI_CACHE="$MINI_CACHE" bash "$ROOT/scripts/mini/pretrain.sh"
 }

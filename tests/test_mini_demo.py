@@ -1,0 +1,58 @@
+"""The README's first command, shrunk to a few steps: `bash scripts/demo.sh` sets up, builds the mini base
+(scripts/mini/pretrain.sh), runs sequential LoRA and LLaCA through the CoIN chain scripts (scripts/mini/run.sh),
+writes the report and prints the two methods' Avg / New / Forgetting. A second run reuses the cached base and the
+finished chains."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+TASKS = ["ScienceQA", "ImageNet"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    env = dict(DEMO_TASKS=" ".join(TASKS), DEMO_DATA_ARGS="--train_per_task 12 --test_per_task 6",
+               PRETRAIN_ALIGN_STEPS=2, PRETRAIN_STEPS=2, PRETRAIN_SIZE=64, DATA_DIR=root / "pretrain_data",
+               MINI_CACHE=root / "cache", RUNS=root / "runs", DEMO_OUT=root / "report", MAX_STEPS=2,
+               EVAL_BATCH_SIZE=6, MAX_NEW_TOKENS=4)
+    first = run(["bash", "scripts/demo.sh"], timeout=1200, **env)
+    return root, env, first
+
+
+def test_demo_prints_both_methods_and_writes_the_report(demo):
+    root, _, first = demo
+    lines = first.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:4] == ["method", "Avg", "New", "Forgetting"])
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines[header + 1:header + 3]}
+    assert set(rows) == {"LoRA", "LLaCA"}
+    report = json.loads((root / "report" / "report.json").read_text())
+    for method, (avg, new, forgetting) in rows.items():
+        summary = json.loads((root / "runs" / "seed0" / "results" / method / "summary.json").read_text())
+        assert len(summary["matrix"]) == len(TASKS)
+        assert avg == pytest.approx(summary["avg"], abs=0.05)
+        assert new == pytest.approx(summary["new"], abs=0.05)
+        assert forgetting == pytest.approx(summary["forgetting"], abs=0.05)
+        assert report["table"][method]["seeds"] == 1
+    for name in ("report.md", "figures.png", "forgetting_curves.png", "coefficients.png"):
+        assert (root / "report" / name).stat().st_size > 0
+    assert (root / "runs" / "seed0" / "checkpoints" / "LLaCA" / "ImageNet" / "llaca_log.jsonl").is_file()
+    assert "[demo] report:" in first.stdout
+
+
+def test_demo_rerun_reuses_the_base_and_the_chains(demo):
+    root, env, first = demo
+    summary = root / "runs" / "seed0" / "results" / "LoRA" / "summary.json"
+    before = summary.stat().st_mtime_ns
+    second = run(["bash", "scripts/demo.sh"], timeout=600, **env)
+    assert "reusing the cached base" in second.stdout + second.stderr
+    for method in ("LoRA", "LLaCA"):
+        log = (root / "runs" / "seed0" / "logs" / f"{method}.log").read_text()
+        for task in TASKS:
+            assert f"{method}/{task}: DONE marker present, skipping" in log
+        assert log.count("score.json up to date, skipping") == 3  # the lower triangle of 2 tasks
+    assert summary.stat().st_mtime_ns == before
+    assert Path(root / "report" / "report.md").is_file()
