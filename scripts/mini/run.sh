@@ -14,7 +14,7 @@
 #   Zero_shot     the base model on every task (eval_zero_shot.sh)
 #   LoRA          sequential LoRA (Train_LoRA)               FixedEMA   EMA 0.99 (Train_FixedEMA)
 #   LLaCA         LLaCA, official variant (Train_LLaCA)      LLaCA_paper   the paper's variant
-#   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.2 200; LLaCA itself is 2)
+#   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.02 200; LLaCA itself is 2)
 #   Multitask     one run on the union (Train_Multitask, eval_multitask.sh)
 #   Grouped_LLaCA grouping + LLaCA (Train_LLaCA_grouped, GROUP_EMA=reused: the released scripts' choice)
 #   Grouped_LoRA  grouping with plain LoRA (GROUP_EMA=none)

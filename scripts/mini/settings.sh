@@ -12,7 +12,7 @@ if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
 : "${MINI_CACHE:=$ROOT/checkpoints/mini}"
 : "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
 : "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100}"
-: "${SWEEP:=0.2 200}"
+: "${SWEEP:=0.02 200}"
 # The chain scripts' settings (docs/coin_chain.md): one process per chain on CPU, fp32, small batches.
 export NUM_GPUS="${NUM_GPUS:-1}" BF16="${BF16:-False}" TF32="${TF32:-False}" NUM_WORKERS="${NUM_WORKERS:-0}"
 export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-3}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
