@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
 
-export MINI_TASKS="${DEMO_TASKS:-ScienceQA ImageNet VizWiz Grounding}"
+export MINI_TASKS="${DEMO_TASKS:-ScienceQA TextVQA ImageNet OCRVQA}"
 export MINI_DATA_ARGS="${DEMO_DATA_ARGS:---train_per_task 500 --test_per_task 100}"
 export PRETRAIN_ALIGN_STEPS="${PRETRAIN_ALIGN_STEPS:-400}" PRETRAIN_STEPS="${PRETRAIN_STEPS:-400}"
 export RUNS="${RUNS:-$ROOT/checkpoints/mini/demo_runs}"
@@ -38,4 +38,4 @@ for method in ("LoRA", "LLaCA"):
 EOF
 echo "[demo] report: $OUT/report.md"
 echo "[demo] plots:  $OUT/figures.png $OUT/forgetting_curves.png $OUT/coefficients.png,"
-echo "               accuracy matrices: $RUNS/seed0/results/{LoRA,LLaCA}/matrix.png"
+echo "               accuracy matrices: $(echo "$RUNS"/seed0-*/results)/{LoRA,LLaCA}/matrix.png"

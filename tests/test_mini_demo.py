@@ -30,8 +30,9 @@ def test_demo_prints_both_methods_and_writes_the_report(demo):
     rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines[header + 1:header + 3]}
     assert set(rows) == {"LoRA", "LLaCA"}
     report = json.loads((root / "report" / "report.json").read_text())
+    (run_dir,) = (root / "runs").glob("seed0-*")  # keyed by the data
     for method, (avg, new, forgetting) in rows.items():
-        summary = json.loads((root / "runs" / "seed0" / "results" / method / "summary.json").read_text())
+        summary = json.loads((run_dir / "results" / method / "summary.json").read_text())
         assert len(summary["matrix"]) == len(TASKS)
         assert avg == pytest.approx(summary["avg"], abs=0.05)
         assert new == pytest.approx(summary["new"], abs=0.05)
@@ -39,18 +40,19 @@ def test_demo_prints_both_methods_and_writes_the_report(demo):
         assert report["table"][method]["seeds"] == 1
     for name in ("report.md", "figures.png", "forgetting_curves.png", "coefficients.png"):
         assert (root / "report" / name).stat().st_size > 0
-    assert (root / "runs" / "seed0" / "checkpoints" / "LLaCA" / "ImageNet" / "llaca_log.jsonl").is_file()
+    assert (run_dir / "checkpoints" / "LLaCA" / "ImageNet" / "llaca_log.jsonl").is_file()
     assert "[demo] report:" in first.stdout
 
 
 def test_demo_rerun_reuses_the_base_and_the_chains(demo):
     root, env, first = demo
-    summary = root / "runs" / "seed0" / "results" / "LoRA" / "summary.json"
+    (run_dir,) = (root / "runs").glob("seed0-*")
+    summary = run_dir / "results" / "LoRA" / "summary.json"
     before = summary.stat().st_mtime_ns
     second = run(["bash", "scripts/demo.sh"], timeout=600, **env)
     assert "reusing the cached base" in second.stdout + second.stderr
     for method in ("LoRA", "LLaCA"):
-        log = (root / "runs" / "seed0" / "logs" / f"{method}.log").read_text()
+        log = (run_dir / "logs" / f"{method}.log").read_text()
         for task in TASKS:
             assert f"{method}/{task}: DONE marker present, skipping" in log
         assert log.count("score.json up to date, skipping") == 3  # the lower triangle of 2 tasks

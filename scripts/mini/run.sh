@@ -65,6 +65,8 @@ fi
 
 # ------------------------------------------------------------------------------------------------ data
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
+# Runs are keyed by the data too, so that other data (tasks, record counts, generator) never reuse finished stages.
+run_dir() { echo "$RUNS/seed$1-$(mini_data_key)"; }
 for ((seed = 0; seed < SEEDS * (1 - REPORT_ONLY); seed++)); do
     dir="$(data_dir "$seed")"
     if [[ ! -f "$dir/mini_coin_meta.json" ]]; then
@@ -81,7 +83,7 @@ job() {
     local seed="$1" method="$2" port="$3" chain="" extra="" group_ema=""
     local dir run log
     dir="$(data_dir "$seed")"
-    run="$RUNS/seed$seed"
+    run="$(run_dir "$seed")"
     mkdir -p "$run/logs"
     log="$run/logs/$method.log"
     case "$method" in
@@ -135,7 +137,7 @@ if [[ "$REPORT" == 1 ]]; then
         if [[ "$m" == Zero_shot || "$m" == Multitask ]]; then one_rows+=("$m"); else chains+=("$m"); fi
     done
     runs=()
-    for ((seed = 0; seed < SEEDS; seed++)); do runs+=("$RUNS/seed$seed"); done
+    for ((seed = 0; seed < SEEDS; seed++)); do runs+=("$(run_dir "$seed")"); done
     "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
         --title "mini-CoIN benchmark" --lr "$LR" \
         --note "Base: $BASE_DIR. Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
