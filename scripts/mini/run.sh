@@ -64,10 +64,12 @@ fi
 [[ "$REPORT_ONLY" == 1 || -d "$BASE_DIR/lm" ]] || { echo "[mini] error: no base model in '$BASE_DIR'" >&2; exit 1; }
 
 # ------------------------------------------------------------------------------------------------ data
+RUN_SEEDS=$SEEDS  # seeds to generate data for and run; none with --report-only
+[[ "$REPORT_ONLY" == 1 ]] && RUN_SEEDS=0
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
 # Runs are keyed by the data too, so that other data (tasks, record counts, generator) never reuse finished stages.
 run_dir() { echo "$RUNS/seed$1-$(mini_data_key)"; }
-for ((seed = 0; seed < SEEDS * (1 - REPORT_ONLY); seed++)); do
+for ((seed = 0; seed < RUN_SEEDS; seed++)); do
     dir="$(data_dir "$seed")"
     if [[ ! -f "$dir/mini_coin_meta.json" ]]; then
         log "data: seed $seed -> $dir"
@@ -117,7 +119,7 @@ pids=()
 failed=0
 # A free port per chain (its tasks' DeepSpeed launches reuse it), so two benchmarks on one machine do not clash.
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-for ((seed = 0; seed < SEEDS * (1 - REPORT_ONLY); seed++)); do
+for ((seed = 0; seed < RUN_SEEDS; seed++)); do
     for method in $METHODS; do
         while [[ "$(jobs -rp | wc -l)" -ge "$JOBS" ]]; do wait -n || failed=1; done
         log "start: seed $seed $method"
