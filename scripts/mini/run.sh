@@ -58,7 +58,7 @@ if [[ -n "${MINI_BASE:-}" ]]; then
 elif [[ "$REPORT_ONLY" == 1 ]]; then
     BASE_DIR="the cached base of scripts/mini/pretrain.sh"
 else
-    base_line="$(mini_pretrain | tee /dev/stderr | tail -n 1)"
+    base_line="$(mini_pretrain | tee >(cat >&2) | tail -n 1)"  # not `tee /dev/stderr`: reopening it truncates a log file
     BASE_DIR="${base_line#BASE_DIR=}"
 fi
 [[ "$REPORT_ONLY" == 1 || -d "$BASE_DIR/lm" ]] || { echo "[mini] error: no base model in '$BASE_DIR'" >&2; exit 1; }
