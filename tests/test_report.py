@@ -46,3 +46,15 @@ def test_report_over_two_seeds(tmp_path):
     assert "| LLaCA | 62.5 ± 3.5 |" in text and "| Zero_shot | 20.0 ± 7.1 |" in text
     for name in ("figures.png", "forgetting_curves.png", "coefficients.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("mode, heading", [("fixed", "## Coefficients: LLaCA (fixed EMA: applied 0.01 at every step"),
+                                           ("dynamic", "## Coefficients: LLaCA (multiplier c = 0.2)")])
+def test_coefficient_heading_names_the_rule_the_run_applied(tmp_path, mode, heading):
+    import torch
+
+    write_run(tmp_path / "s0", 0, [[80, None], [40, 90]], [10, 20], [line(1, [0.5, 2.0], (1, 1, 0))])
+    state = tmp_path / "s0" / "checkpoints" / "LLaCA" / "B" / "llaca_state.pt"
+    torch.save({"config": {"multiplier": 0.2, "mode": mode, "fallback_new_weight": 0.01}}, state)
+    report.main(["--runs", str(tmp_path / "s0"), "--methods", "LLaCA", "--out", str(tmp_path / "out"), "--lr", "2e-3"])
+    assert heading in (tmp_path / "out" / "report.md").read_text()

@@ -107,7 +107,7 @@ def coefficient_stats(records: list[dict], counts: dict[str, int], reference_num
 
 def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -> dict:
     """Per task, over seeds and logged steps: the coefficient statistics, and (numel, raw k) samples to plot."""
-    per_task, samples, c = {}, [], None
+    per_task, samples, c, saved = {}, [], None, {}
     for task in tasks:
         records, counts = [], {"in_range": 0, "fallback": 0, "skipped": 0}
         for run in runs:
@@ -124,12 +124,14 @@ def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -
             if c is None and config.is_file():
                 import torch
 
-                c = torch.load(config, map_location="cpu", weights_only=False)["config"]["multiplier"]
+                saved = torch.load(config, map_location="cpu", weights_only=False)["config"]
+                c = saved["multiplier"]
         if records:
             per_task[task] = coefficient_stats(records, counts, args.reference_numel, args.reference_lr / args.lr,
                                                c if c is not None else 2.0)
             samples += [(r["numel"], r["raw"]) for r in records if r["raw"]]
-    return {"multiplier": c, "tasks": per_task, "samples": samples}
+    return {"multiplier": c, "mode": saved.get("mode"), "fixed_weight": saved.get("fallback_new_weight"),
+            "tasks": per_task, "samples": samples}
 
 
 def collect(runs: list[Path], methods: list[str], one_rows: list[str]) -> dict:
@@ -176,7 +178,10 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
     for method, section in report["coefficients"].items():
         if not section["tasks"]:
             continue
-        lines += ["", f"## Coefficients: {method} (multiplier c = {section['multiplier']})", "",
+        rule = (f"fixed EMA: applied {section['fixed_weight']} at every step; raw k, logged for comparison, with "
+                f"c = {section['multiplier']}"
+                if section.get("mode") == "fixed" else f"multiplier c = {section['multiplier']}")
+        lines += ["", f"## Coefficients: {method} ({rule})", "",
                   "Over every logged step and tensor. raw = k before the range check; applied = weight given to the "
                   "new weights (the fallback when k is outside (0, 1)).", "",
                   "| task | tensor-steps | raw median [p10, p90] | applied median [p10, p90] | in range | fallback | "
