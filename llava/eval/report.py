@@ -107,7 +107,7 @@ def coefficient_stats(records: list[dict], counts: dict[str, int], reference_num
 
 def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -> dict:
     """Per task, over seeds and logged steps: the coefficient statistics, and (numel, raw k) samples to plot."""
-    per_task, samples, c, saved = {}, [], None, {}
+    per_task, samples, saved = {}, [], {}  # saved: the run's LLaCA config (first llaca_state.pt found)
     for task in tasks:
         records, counts = [], {"in_range": 0, "fallback": 0, "skipped": 0}
         for run in runs:
@@ -121,17 +121,16 @@ def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -
                 for key in counts:
                     counts[key] += int(lines[-1]["summary"][key])
             config = run / "checkpoints" / method / task / "llaca_state.pt"
-            if c is None and config.is_file():
+            if not saved and config.is_file():
                 import torch
 
                 saved = torch.load(config, map_location="cpu", weights_only=False)["config"]
-                c = saved["multiplier"]
         if records:
             per_task[task] = coefficient_stats(records, counts, args.reference_numel, args.reference_lr / args.lr,
-                                               c if c is not None else 2.0)
+                                               saved.get("multiplier", 2.0))
             samples += [(r["numel"], r["raw"]) for r in records if r["raw"]]
-    return {"multiplier": c, "mode": saved.get("mode"), "fixed_weight": saved.get("fallback_new_weight"),
-            "tasks": per_task, "samples": samples}
+    return {"multiplier": saved.get("multiplier"), "mode": saved.get("mode"),
+            "fixed_weight": saved.get("fallback_new_weight"), "tasks": per_task, "samples": samples}
 
 
 def collect(runs: list[Path], methods: list[str], one_rows: list[str]) -> dict:
