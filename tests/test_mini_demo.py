@@ -3,10 +3,12 @@
 writes the report and prints the two methods' Avg / New / Forgetting. A second run reuses the cached base and the
 finished chains."""
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, run, subprocess_env
 
@@ -67,3 +69,26 @@ def test_demo_rerun_reuses_the_base_and_the_chains(demo):
         assert log.count("score.json up to date, skipping") == 3  # the lower triangle of 2 tasks
     assert summary.stat().st_mtime_ns == before
     assert Path(root / "report" / "report.md").is_file()
+
+
+def test_runs_of_another_base_are_not_reused(demo):
+    root, env, _ = demo
+    (base,) = (root / "cache").glob("base-*")
+    other = root / "other_base"
+    shutil.copytree(base, other)
+    projector = torch.load(other / "mm_projector.bin", weights_only=True)
+    torch.save({name: weights + 1.0 for name, weights in projector.items()}, other / "mm_projector.bin")
+    (run_dir,) = (root / "runs").glob("seed0-*")
+    recorded = (run_dir / "BASE").read_text().strip()
+    args = ["bash", "scripts/mini/run.sh", "--seeds", "1", "--methods", "LoRA", "--runs", str(root / "runs"),
+            "--no-report"]
+    same = dict(env, MINI_TASKS=env["DEMO_TASKS"], MINI_DATA_ARGS=env["DEMO_DATA_ARGS"])
+    refused = run(args, check=False, timeout=300, **same, MINI_BASE=other)
+    assert refused.returncode != 0
+    assert f"{run_dir} holds runs made from another base (weights digest {recorded};" in refused.stderr
+    assert "--runs DIR" in refused.stderr
+    # The same weights at another path are the same base: its finished chains are reused.
+    (other / "mm_projector.bin").write_bytes((base / "mm_projector.bin").read_bytes())
+    reused = run(args, timeout=300, **same, MINI_BASE=other)
+    assert "LoRA/ImageNet: DONE marker present, skipping" in (run_dir / "logs" / "LoRA.log").read_text()
+    assert (run_dir / "BASE").read_text().strip() == recorded and "done: seed 0 LoRA" in reused.stdout

@@ -9,6 +9,9 @@
 # 2. model:     python -m llava.model.tiny --size mini (a ~2.2 M-parameter Llama LM + CLIP tower 96 px / patch 32
 #               + projector, all untrained), its SentencePiece tokenizer trained on the generated training
 #               text and the conversation template's system prompt (so prompts tokenize compactly).
+# 2b. vision:   playground/mini_vision_pretrain.py, VISION_STEPS steps (0: skipped): the untrained tower learns to
+#               classify every grid cell's shape, colour and letter, the stand-in for CLIP's own pre-training
+#               (captioning alone leaves the tiny tower nearly blind to shape; results/mini_coin/tuning.md).
 # 3. alignment: llava/train/train.py, full parameters with the vision tower (--unfreeze_mm_vision_tower True),
 #               conversation template `plain` (image -> answer text, no system prompt or question: short
 #               sequences, and the text can only be predicted from the image), ALIGN_STEPS steps. This is the
@@ -26,12 +29,15 @@
 #
 # Settings (environment variables, defaults in brackets):
 #   SEED [0]               data seed (when generating) and model-init / training seed
-#   DATA_DIR [playground/data/mini_coin/seed$SEED]
+#   DATA_DIR [playground/data/mini_coin/seed$SEED-<generator digest>]  (a changed generator gets fresh data)
 #   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
 #   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
+#   VISION_STEPS [0]       vision pre-training steps (batch VISION_BATCH_SIZE [64], lr VISION_LR [1e-3])
 #   ALIGN_STEPS [800]      alignment steps (plain template)      ALIGN_LR [3e-3]   ALIGN_BATCH_SIZE [32]
 #   ALIGN_DATA [captions]  alignment records: `captions` (the captioning records of pretrain.json: each names
 #                          every object, colour, position, word and title in the image) or `all`
+#   ALIGN_TOWER [True]     train the vision tower during alignment (False: keep the tower of the vision phase)
+#   INSTRUCT_TOWER [False] train the vision tower during the instruction phase
 #   STEPS [800]            instruction steps (v1 template)       LR [2e-3]         BATCH_SIZE [16]
 #   WARMUP_STEPS [30]  WEIGHT_DECAY [0.01]  (both phases; cosine schedule, gradient clipping 1.0)
 #   SELECT_LAYER [-2]      --mm_vision_select_layer (the CoIN scripts pass -2; the chain must use the same)
@@ -44,9 +50,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 : "${SEED:=0}"
-: "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED}"
+GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)"
+: "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED-$GENERATOR_DIGEST}"
 : "${IMAGE_SIZE:=96}"
 : "${PRETRAIN_SIZE:=20000}"
+: "${VISION_STEPS:=0}"
+: "${VISION_BATCH_SIZE:=64}"
+: "${VISION_LR:=1e-3}"
 : "${ALIGN_STEPS:=800}"
 : "${ALIGN_LR:=3e-3}"
 : "${ALIGN_BATCH_SIZE:=32}"
@@ -54,6 +64,7 @@ cd "$ROOT"
 : "${STEPS:=800}"
 : "${LR:=2e-3}"
 : "${BATCH_SIZE:=16}"
+: "${ALIGN_TOWER:=True}"
 : "${INSTRUCT_TOWER:=False}"
 : "${WARMUP_STEPS:=30}"
 : "${WEIGHT_DECAY:=0.01}"
@@ -71,12 +82,15 @@ SCRIPT_VERSION=1
 
 log() { echo "[mini-pretrain $(date +%H:%M:%S)] $*"; }
 die() { echo "[mini-pretrain] error: $*" >&2; exit 1; }
-for name in ALIGN_STEPS STEPS ALIGN_BATCH_SIZE BATCH_SIZE WARMUP_STEPS PRETRAIN_SIZE IMAGE_SIZE THREADS; do
+for name in VISION_STEPS VISION_BATCH_SIZE ALIGN_STEPS STEPS ALIGN_BATCH_SIZE BATCH_SIZE WARMUP_STEPS PRETRAIN_SIZE \
+    IMAGE_SIZE THREADS; do
     [[ "${!name}" =~ ^[0-9]+$ ]] || die "$name must be a non-negative integer, got '${!name}'"
 done
 [[ "$STEPS" -gt 0 ]] || die "STEPS must be > 0"
 [[ "$ALIGN_DATA" == captions || "$ALIGN_DATA" == all ]] || die "ALIGN_DATA must be captions or all, got '$ALIGN_DATA'"
-[[ "$INSTRUCT_TOWER" == True || "$INSTRUCT_TOWER" == False ]] || die "INSTRUCT_TOWER must be True or False"
+for name in ALIGN_TOWER INSTRUCT_TOWER; do
+    [[ "${!name}" == True || "${!name}" == False ]] || die "$name must be True or False, got '${!name}'"
+done
 STARTED=$SECONDS
 
 # ---------------------------------------------------------------------------------------------- data
@@ -99,7 +113,11 @@ corpus_files=("$PRETRAIN_JSON")
 settings="version=$SCRIPT_VERSION seed=$SEED image_size=$IMAGE_SIZE align_steps=$ALIGN_STEPS align_lr=$ALIGN_LR"
 settings+=" align_batch_size=$ALIGN_BATCH_SIZE steps=$STEPS lr=$LR batch_size=$BATCH_SIZE warmup=$WARMUP_STEPS"
 settings+=" weight_decay=$WEIGHT_DECAY select_layer=$SELECT_LAYER align_data=$ALIGN_DATA instruct_tower=$INSTRUCT_TOWER"
-HASH="$( { echo "$settings"; sha256sum playground/make_mini_coin.py llava/model/tiny.py "$0" | cut -d' ' -f1;
+settings+=" vision_steps=$VISION_STEPS vision_batch_size=$VISION_BATCH_SIZE vision_lr=$VISION_LR align_tower=$ALIGN_TOWER"
+vision_source=()
+[[ "$VISION_STEPS" == 0 ]] || vision_source=(playground/mini_vision_pretrain.py)
+HASH="$( { echo "$settings";
+           sha256sum playground/make_mini_coin.py llava/model/tiny.py "$0" "${vision_source[@]}" | cut -d' ' -f1;
            sha256sum "${corpus_files[@]}" "$DATA_DIR/mini_coin_meta.json" | cut -d' ' -f1; } | sha256sum | cut -c1-16)"
 : "${BASE_DIR:=$MINI_CACHE/base-$HASH}"
 if [[ "$FORCE" != 1 && -f "$BASE_DIR/PRETRAIN_DONE" && "$(cat "$BASE_DIR/PRETRAIN_DONE")" == "$HASH" ]]; then
@@ -149,6 +167,12 @@ phase() {
 }
 
 start="$WORK/tiny"
+if [[ "$VISION_STEPS" -gt 0 ]]; then
+    log "vision: playground/mini_vision_pretrain.py, $VISION_STEPS steps x batch $VISION_BATCH_SIZE, lr $VISION_LR (per-cell shape, colour and letter)"
+    "$PYTHON" playground/mini_vision_pretrain.py --vision_tower "$start/vision" --steps "$VISION_STEPS" \
+        --batch_size "$VISION_BATCH_SIZE" --lr "$VISION_LR" --seed "$SEED" --select_layer "$SELECT_LAYER" 2>&1 \
+        | grep --line-buffered -v -e 'Writing model shards' -e 'real_accelerator' || die "vision pre-training failed"
+fi
 if [[ "$ALIGN_STEPS" -gt 0 ]]; then
     align_json="$PRETRAIN_JSON"
     if [[ "$ALIGN_DATA" == captions ]]; then
@@ -164,7 +188,7 @@ json.dump(captions, open(sys.argv[2], "w"))
 print(f"[mini-pretrain] alignment data: {len(captions)} captioning records of {len(records)}")
 EOF
     fi
-    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" True "$WORK/align"
+    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" "$ALIGN_TOWER" "$WORK/align"
     "$PYTHON" -m llava.model.export_base --model-path "$WORK/align" --output_dir "$WORK/align_base" > /dev/null
     start="$WORK/align_base"
 fi
