@@ -1,5 +1,5 @@
-"""Phase 0 of the mini-CoIN base (scripts/mini/pretrain.sh, VISION_STEPS > 0): teach the untrained tiny CLIP tower
-to tell shapes apart before any captioning, the stand-in for CLIP's own pre-training.
+"""The vision phase of the mini-CoIN base (scripts/mini/pretrain.sh step 2b, VISION_STEPS > 0): teach the untrained
+tower to tell shapes (and letters) apart before any captioning, the stand-in for CLIP's own pre-training.
 
 Why: captioning alone leaves the tower nearly blind to shape. Measured on the base built without this phase
 (results/mini_coin/tuning.md): its tower separates two colours of one cell by ~31 units and two shapes of one colour
@@ -36,7 +36,7 @@ IGNORE = -100  # a label the loss skips (cross_entropy's ignore_index)
 
 @dataclass(frozen=True)
 class VisionPretrainConfig:
-    """vision_tower: a CLIPVisionModel directory, rewritten in place; steps of batch_size scenes at lr (AdamW,
+    """vision_tower: a CLIPVisionModel directory, rewritten in place; steps of batch_size images at lr (AdamW,
     cosine decay); select_layer indexes the tower's hidden states like --mm_vision_select_layer. The scenes' grid is
     the tower's patch grid (image_size / patch_size cells per side: one patch per cell)."""
 

@@ -58,3 +58,15 @@ def test_coefficient_heading_names_the_rule_the_run_applied(tmp_path, mode, head
     torch.save({"config": {"multiplier": 0.2, "mode": mode, "fallback_new_weight": 0.01}}, state)
     report.main(["--runs", str(tmp_path / "s0"), "--methods", "LLaCA", "--out", str(tmp_path / "out"), "--lr", "2e-3"])
     assert heading in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_report_of_one_row_baselines_only(tmp_path):
+    # `scripts/mini/run.sh --methods Multitask`: no chain summary, so the task order comes from --tasks.
+    write_run(tmp_path / "s0", 0, [[80, None], [40, 90]], [10, 30], [])
+    args = ["--runs", str(tmp_path / "s0"), "--methods", "--one-row", "Zero_shot", "--out", str(tmp_path / "out")]
+    with pytest.raises(FileNotFoundError, match="no --tasks"):
+        report.main(args)
+    result = report.main(args + ["--tasks", *TASKS])
+    assert set(result["table"]) == {"Zero_shot"} and result["table"]["Zero_shot"]["avg"][0] == pytest.approx(20.0)
+    assert "| Zero_shot | 10.0 | 30.0 |" in (tmp_path / "out" / "report.md").read_text()
+    assert not (tmp_path / "out" / "forgetting_curves.png").exists()

@@ -133,12 +133,15 @@ def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -
             "fixed_weight": saved.get("fallback_new_weight"), "tasks": per_task, "samples": samples}
 
 
-def collect(runs: list[Path], methods: list[str], one_rows: list[str]) -> dict:
+def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: list[str] | None = None) -> dict:
+    """The table over runs: chain methods from their summary.json, one-row baselines from their score files. The
+    task order is `tasks`, else the first chain summary's."""
     summaries = {m: [read_json(run / "results" / m / "summary.json") for run in runs
                      if (run / "results" / m / "summary.json").is_file()] for m in methods}
-    tasks = next((s[0]["tasks"] for s in summaries.values() if s), None)
+    tasks = tasks or next((s[0]["tasks"] for s in summaries.values() if s), None)
     if tasks is None:
-        raise FileNotFoundError(f"no summary.json for any of {methods} under {[str(r) for r in runs]}")
+        raise FileNotFoundError(f"no summary.json for any of {methods} under {[str(r) for r in runs]}, and no "
+                                "--tasks to report the one-row baselines by")
     table = {}
     for method, items in summaries.items():
         table[method] = {f: mean_std([s[f] for s in items]) for f in REPORTED}
@@ -299,8 +302,9 @@ def coefficients_png(report: dict) -> bytes:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", type=Path, required=True)
-    parser.add_argument("--methods", nargs="+", required=True)
+    parser.add_argument("--methods", nargs="*", default=[], help="chain methods (none: a report of --one-row only)")
     parser.add_argument("--one-row", nargs="*", default=["Zero_shot", "Multitask"])
+    parser.add_argument("--tasks", nargs="*", default=None, help="task order (default: the chains' summaries')")
     parser.add_argument("--llaca-methods", nargs="*", default=None,
                         help="methods whose coefficient logs to summarise (default: every method with a log)")
     parser.add_argument("--out", type=Path, required=True)
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference-lr", type=float, default=2e-4)
     parser.add_argument("--reference-numel", type=int, default=4096 * 128)
     args = parser.parse_args(argv)
-    report = collect(args.runs, args.methods, args.one_row)
+    report = collect(args.runs, args.methods, args.one_row, args.tasks)
     llaca = args.llaca_methods if args.llaca_methods is not None else args.methods
     report["coefficients"] = {m: coefficient_section(args.runs, m, report["tasks"], args) for m in llaca}
     report["coefficients"] = {m: s for m, s in report["coefficients"].items() if s["tasks"]}
@@ -318,8 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
     names = [n for n in args.one_row + args.methods if n in report["table"]]
     atomic_write_text(args.out / "report.md", markdown(report, args.methods, args.one_row, len(args.runs), args))
     atomic_write_bytes(args.out / "figures.png", figures_png(report, names))
-    atomic_write_bytes(args.out / "forgetting_curves.png",
-                       curves_png(report, [m for m in args.methods if m in report["table"] and report["table"][m]["seeds"]]))
+    chains = [m for m in args.methods if m in report["table"] and report["table"][m]["seeds"]]
+    if chains:
+        atomic_write_bytes(args.out / "forgetting_curves.png", curves_png(report, chains))
+    else:
+        print("no chain methods in this report: no forgetting_curves.png")
     atomic_write_bytes(args.out / "coefficients.png", coefficients_png(report))
     slim = {**report, "coefficients": {m: {k: v for k, v in s.items() if k != "samples"}
                                        for m, s in report["coefficients"].items()}}

@@ -12,7 +12,7 @@
 # 2b. vision:   playground/mini_vision_pretrain.py, VISION_STEPS steps (0: skipped): the untrained tower learns to
 #               classify every grid cell's shape, colour and letter, the stand-in for CLIP's own pre-training
 #               (captioning alone leaves the tiny tower nearly blind to shape; results/mini_coin/tuning.md).
-# 3. alignment: llava/train/train.py, full parameters with the vision tower (--unfreeze_mm_vision_tower True),
+# 3. alignment: llava/train/train.py, full parameters with the vision tower (--unfreeze_mm_vision_tower ALIGN_TOWER),
 #               conversation template `plain` (image -> answer text, no system prompt or question: short
 #               sequences, and the text can only be predicted from the image), ALIGN_STEPS steps. This is the
 #               step that teaches the tower and projector to see; it is LLaVA's stage 1 with the LM and

@@ -157,7 +157,9 @@ if [[ "$REPORT" == 1 ]]; then
     done
     runs=()
     for ((seed = 0; seed < SEEDS; seed++)); do runs+=("$(run_dir "$seed")"); done
+    # shellcheck disable=SC2086
     "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
+        --tasks $MINI_TASKS \
         --title "mini-CoIN benchmark" --lr "$LR" \
         --note "Base: $BASE_DIR. Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
                "${WALL_NOTE:-Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time.}"
