@@ -5,8 +5,8 @@ Why: captioning alone leaves the tower nearly blind to shape. Measured on the ba
 (results/mini_coin/tuning.md): its tower separates two colours of one cell by ~31 units and two shapes of one colour
 by ~4, its projector output carries shape in 0.3 % of its variance, and the base names the shape of the only object
 in a scene at chance (25 %), so the tasks that ask about a named shape in a scene (GQA, VQAv2's "Is there a
-cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, 3 of 5 bases read
-shapes (captions 100 % right); not reliably, which is why it is not the benchmark's default (tuning.md).
+cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, 3 of 7 bases read
+shapes (captions 100 % right), 2 partly; not reliably, which is why it is not the benchmark's default (tuning.md).
 
 What: random mini-CoIN images from playground/make_mini_coin.py's painter, one label per cell of the patch grid (3x3
 for mini): scenes (1-4 objects) label every cell's shape (4 + empty) and colour (6 + empty); signs and book covers
