@@ -64,9 +64,9 @@ def labelled_batch(rng: random.Random, painter: Painter, count: int) -> tuple[li
     grid = painter.grid
     cells = grid * grid
     labels = {name: torch.full((count, cells), IGNORE) for name in ("shape", "colour", "letter")}
-    images = []
+    images, texts = [], reads_per_cell(grid)
     for i in range(count):
-        if reads_per_cell(grid) and rng.random() < 0.5:
+        if texts and rng.random() < 0.5:
             images.append(_text_image(rng, painter, labels["letter"][i]))
             continue
         labels["shape"][i], labels["colour"][i], labels["letter"][i] = len(SHAPES), len(COLOUR_NAMES), len(LETTERS)

@@ -69,19 +69,20 @@ RUN_SEEDS=$SEEDS  # seeds to generate data for and run; none with --report-only
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
 # Runs are keyed by the data too, so that other data (tasks, record counts, generator) never reuse finished stages.
 run_dir() { echo "$RUNS/seed$1-$(mini_data_key)"; }
-# A run directory records the base its chains started from (RUN_DIR/BASE: a digest of the base's weights); another
-# base must not pick up its finished stages, so that is an error, not a silent reuse.
-base_id() {
-    (cd "$BASE_DIR" && sha256sum lm/*.safetensors vision/*.safetensors mm_projector.bin) | sha256sum | cut -c1-16
-}
+# A run directory records the base its chains started from (RUN_DIR/BASE: a digest of the base's weights, BASE_ID);
+# another base must not pick up its finished stages, so that is an error, not a silent reuse.
+if [[ "$RUN_SEEDS" != 0 ]]; then
+    BASE_ID="$( (cd "$BASE_DIR" && sha256sum lm/*.safetensors vision/*.safetensors mm_projector.bin) \
+        | sha256sum | cut -c1-16)"
+fi
 claim_run_dir() {
-    local run="$1" id
-    id="$(base_id)"
+    local run="$1" recorded
     mkdir -p "$run"
-    if [[ ! -f "$run/BASE" ]]; then echo "$id" > "$run/BASE"; return; fi
-    [[ "$(cat "$run/BASE")" == "$id" ]] || {
-        echo "[mini] error: $run holds runs made from another base (weights digest $(cat "$run/BASE"); $BASE_DIR has" \
-             "$id): pass --runs DIR (or RUNS=DIR) for this base, or remove $run" >&2
+    if [[ ! -f "$run/BASE" ]]; then echo "$BASE_ID" > "$run/BASE"; return; fi
+    recorded="$(cat "$run/BASE")"
+    [[ "$recorded" == "$BASE_ID" ]] || {
+        echo "[mini] error: $run holds runs made from another base (weights digest $recorded; $BASE_DIR has" \
+             "$BASE_ID): pass --runs DIR (or RUNS=DIR) for this base, or remove $run" >&2
         exit 1
     }
 }
