@@ -5,15 +5,15 @@ Why: captioning alone leaves the tower nearly blind to shape. Measured on the ba
 (results/mini_coin/tuning.md): its tower separates two colours of one cell by ~31 units and two shapes of one colour
 by ~4, its projector output carries shape in 0.3 % of its variance, and the base names the shape of the only object
 in a scene at chance (25 %), so the tasks that ask about a named shape in a scene (GQA, VQAv2's "Is there a
-cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, 3 of 7 bases read
-shapes (captions 100 % right), 2 partly; not reliably, which is why it is not the benchmark's default (tuning.md).
+cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, bases read shapes
+on some seeds and not on others (tuning.md): the benchmark's base (seed 0) does.
 
 What: random mini-CoIN images from playground/make_mini_coin.py's painter, one label per cell of the patch grid (3x3
 for mini): scenes (1-4 objects) label every cell's shape (4 + empty) and colour (6 + empty); signs and book covers
 (half of each batch, when their words have one letter per cell) label every cell's letter (or none). Linear heads on
 the patch features of layer `--select_layer` (the layer the LLaVA projector reads) are trained with cross-entropy,
 then thrown away; the tower is written back in place (config, weights, image processor), ready for
-scripts/mini/pretrain.sh's alignment phase (which then keeps it frozen: ALIGN_TOWER=False).
+scripts/mini/pretrain.sh's alignment phase (which keeps it frozen by default: ALIGN_TOWER=False).
 
     python playground/mini_vision_pretrain.py --vision_tower DIR --steps 300 [--batch_size 64 --lr 1e-3 --seed 0]
 """

@@ -1,6 +1,7 @@
 """The synthetic mini-CoIN generator writes the CoIN formats of docs/coin_formats.md, deterministically."""
 import hashlib
 import json
+import random
 import re
 import subprocess
 import sys
@@ -141,6 +142,36 @@ def test_textvqa_and_gqa_annotations_match_questions(data):
         assert question["imageId"] == Path(record["image"]).stem
         assert record["text"].startswith(question["question"] + "\n")
         assert {"structural", "semantic", "detailed"} <= set(question["types"]) and question["semantic"]
+
+
+def test_gqa_scenes_are_two_objects_side_by_side_named_by_colour_and_shape():
+    """Each GQA question is answerable from the picture: the named objects are there (except in a "no" existence
+    question, whose colour is not), and left/right answers follow the objects' columns."""
+    painter, rng = mc.Painter(96, 3), random.Random(3)
+    kinds = set()
+    for _ in range(200):
+        left, right = mc.sample_row_pair(random.Random(rng.random()), 3)
+        maker = rng.choice(list(mc.GQA_QUESTIONS))
+        question, answer, full, types = maker(rng, left, right)
+        kinds.add(types[2])
+        names = {f"{o.colour} {o.shape}": o for o in (left, right)}
+        if types[2] == "relS":
+            named = next(o for name, o in names.items() if f"of the {name}?" in question)
+            other = right if named is left else left
+            assert answer == other.colour and (("left" in question) == (other is left))
+        elif types[2] == "positionChoose":
+            subject = next(o for name, o in names.items() if question.startswith(f"Is the {name} "))
+            assert answer == ("left" if subject is left else "right")
+        elif types[2] == "shapeQuery":
+            assert answer == next(o.shape for o in (left, right) if f"the {o.colour} object" in question)
+        else:
+            present = any(f" {name}?" in question for name in names)
+            assert answer == ("yes" if present else "no")
+            assert present or not any(f" {o.colour} " in question for o in (left, right))
+        assert answer in full.lower()
+    assert kinds == {"relS", "positionChoose", "shapeQuery", "existAttrC"}
+    example = mc.make_gqa(random.Random(0), painter)
+    assert example.prompt == f"{example.question}\n{mc.SHORT_ANSWER}" and example.image.size == (96, 96)
 
 
 def test_multitask_is_the_shuffled_union(data):

@@ -12,13 +12,14 @@
 # 2b. vision:   playground/mini_vision_pretrain.py, VISION_STEPS steps (0: skipped): the untrained tower learns to
 #               classify every grid cell's shape, colour and letter, the stand-in for CLIP's own pre-training
 #               (captioning alone leaves the tiny tower nearly blind to shape; results/mini_coin/tuning.md).
-# 3. alignment: llava/train/train.py, full parameters with the vision tower (--unfreeze_mm_vision_tower ALIGN_TOWER),
-#               conversation template `plain` (image -> answer text, no system prompt or question: short
-#               sequences, and the text can only be predicted from the image), ALIGN_STEPS steps. This is the
-#               step that teaches the tower and projector to see; it is LLaVA's stage 1 with the LM and
-#               tower trained too.
-# 4. instruct:  llava/train/train.py again, full parameters with the tower, template `v1` (vicuna_v1, the
-#               CoIN chain's), the same captions + Q&A, STEPS steps: the base answers questions about images.
+# 3. alignment: llava/train/train.py, the LM's parameters (the projector too when ALIGN_PROJECTOR=True, the
+#               tower when ALIGN_TOWER=True), conversation template `plain` (image -> answer text, no system
+#               prompt or question: short sequences, and the text can only be predicted from the image),
+#               ALIGN_STEPS steps. This is the step that teaches the LM to read the image tokens; LLaVA's
+#               stage 1 trains the projector instead, against a frozen, already-trained LM.
+# 4. instruct:  llava/train/train.py again, LM and projector (the tower too when INSTRUCT_TOWER=True), template
+#               `v1` (vicuna_v1, the CoIN chain's), the same captions + Q&A, STEPS steps: the base answers
+#               questions about images.
 # 5. export:    python -m llava.model.export_base -> BASE_DIR/lm, BASE_DIR/vision, BASE_DIR/mm_projector.bin,
 #               the layout of --model_name_or_path / --vision_tower / --pretrain_mm_mlp_adapter.
 # (Phase 3 and 4 each write a full model directory; the export of phase 3 is phase 4's starting point.)
@@ -32,11 +33,13 @@
 #   DATA_DIR [playground/data/mini_coin/seed$SEED-<generator digest>]  (a changed generator gets fresh data)
 #   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
 #   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
-#   VISION_STEPS [0]       vision pre-training steps (batch VISION_BATCH_SIZE [64], lr VISION_LR [1e-3])
+#   VISION_STEPS [300]     vision pre-training steps (batch VISION_BATCH_SIZE [64], lr VISION_LR [1e-3])
 #   ALIGN_STEPS [800]      alignment steps (plain template)      ALIGN_LR [3e-3]   ALIGN_BATCH_SIZE [32]
 #   ALIGN_DATA [captions]  alignment records: `captions` (the captioning records of pretrain.json: each names
 #                          every object, colour, position, word and title in the image) or `all`
-#   ALIGN_TOWER [True]     train the vision tower during alignment (False: keep the tower of the vision phase)
+#   ALIGN_TOWER [False]    train the vision tower during alignment (False: keep the tower of the vision phase)
+#   ALIGN_PROJECTOR [False] train the projector during alignment (False: it stays as initialised and the LM learns
+#                          to read it; trained, it squashed shape out of the image tokens on some seeds)
 #   INSTRUCT_TOWER [False] train the vision tower during the instruction phase
 #   STEPS [800]            instruction steps (v1 template)       LR [2e-3]         BATCH_SIZE [16]
 #   WARMUP_STEPS [30]  WEIGHT_DECAY [0.01]  (both phases; cosine schedule, gradient clipping 1.0)
@@ -54,7 +57,7 @@ GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)
 : "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED-$GENERATOR_DIGEST}"
 : "${IMAGE_SIZE:=96}"
 : "${PRETRAIN_SIZE:=20000}"
-: "${VISION_STEPS:=0}"
+: "${VISION_STEPS:=300}"
 : "${VISION_BATCH_SIZE:=64}"
 : "${VISION_LR:=1e-3}"
 : "${ALIGN_STEPS:=800}"
@@ -64,7 +67,8 @@ GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)
 : "${STEPS:=800}"
 : "${LR:=2e-3}"
 : "${BATCH_SIZE:=16}"
-: "${ALIGN_TOWER:=True}"
+: "${ALIGN_TOWER:=False}"
+: "${ALIGN_PROJECTOR:=False}"
 : "${INSTRUCT_TOWER:=False}"
 : "${WARMUP_STEPS:=30}"
 : "${WEIGHT_DECAY:=0.01}"
@@ -88,7 +92,7 @@ for name in VISION_STEPS VISION_BATCH_SIZE ALIGN_STEPS STEPS ALIGN_BATCH_SIZE BA
 done
 [[ "$STEPS" -gt 0 ]] || die "STEPS must be > 0"
 [[ "$ALIGN_DATA" == captions || "$ALIGN_DATA" == all ]] || die "ALIGN_DATA must be captions or all, got '$ALIGN_DATA'"
-for name in ALIGN_TOWER INSTRUCT_TOWER; do
+for name in ALIGN_TOWER ALIGN_PROJECTOR INSTRUCT_TOWER; do
     [[ "${!name}" == True || "${!name}" == False ]] || die "$name must be True or False, got '${!name}'"
 done
 STARTED=$SECONDS
@@ -114,6 +118,7 @@ settings="version=$SCRIPT_VERSION seed=$SEED image_size=$IMAGE_SIZE align_steps=
 settings+=" align_batch_size=$ALIGN_BATCH_SIZE steps=$STEPS lr=$LR batch_size=$BATCH_SIZE warmup=$WARMUP_STEPS"
 settings+=" weight_decay=$WEIGHT_DECAY select_layer=$SELECT_LAYER align_data=$ALIGN_DATA instruct_tower=$INSTRUCT_TOWER"
 settings+=" vision_steps=$VISION_STEPS vision_batch_size=$VISION_BATCH_SIZE vision_lr=$VISION_LR align_tower=$ALIGN_TOWER"
+settings+=" align_projector=$ALIGN_PROJECTOR"
 vision_source=()
 [[ "$VISION_STEPS" == 0 ]] || vision_source=(playground/mini_vision_pretrain.py)
 HASH="$( { echo "$settings";
@@ -146,15 +151,18 @@ log "model: python -m llava.model.tiny --size mini (tokenizer corpus: ${corpus_f
 "$PYTHON" -m llava.model.tiny --output_dir "$WORK/tiny" --size mini --seed "$SEED" \
     --corpus "$WORK/template_corpus.txt" "${corpus_files[@]}"
 
-# One full-parameter pre-training phase through train.py: phase NAME TEMPLATE INIT_DIR STEPS LR BATCH DATA TOWER OUT
+# One pre-training phase through train.py, every LM parameter trained:
+#   phase NAME TEMPLATE INIT_DIR STEPS LR BATCH DATA TOWER PROJECTOR OUT  (TOWER, PROJECTOR: True = trained)
 phase() {
-    local name="$1" template="$2" init="$3" steps="$4" lr="$5" batch="$6" data="$7" tower="$8" out="$9"
-    log "$name: llava/train/train.py --version $template, $steps steps x batch $batch, lr $lr, full parameters (vision tower trained: $tower)"
+    local name="$1" template="$2" init="$3" steps="$4" lr="$5" batch="$6" data="$7" tower="$8" projector="$9" out="${10}"
+    local freeze_projector=False
+    [[ "$projector" == True ]] || freeze_projector=True
+    log "$name: llava/train/train.py --version $template, $steps steps x batch $batch, lr $lr, LM trained (vision tower: $tower, projector: $projector)"
     "$PYTHON" -m llava.train.train \
         --model_name_or_path "$init/lm" --vision_tower "$init/vision" --pretrain_mm_mlp_adapter "$init/mm_projector.bin" \
         --version "$template" --mm_projector_type mlp2x_gelu --mm_vision_select_layer "$SELECT_LAYER" \
         --mm_use_im_start_end False --mm_use_im_patch_token False --image_aspect_ratio pad \
-        --unfreeze_mm_vision_tower "$tower" --lora_enable False \
+        --unfreeze_mm_vision_tower "$tower" --freeze_mm_mlp_adapter "$freeze_projector" --lora_enable False \
         --data_path "$data" --image_folder "$DATA_DIR/cl_dataset" \
         --per_device_train_batch_size "$batch" --gradient_accumulation_steps 1 --max_steps "$steps" \
         --learning_rate "$lr" --weight_decay "$WEIGHT_DECAY" --warmup_steps "$WARMUP_STEPS" \
@@ -188,11 +196,12 @@ json.dump(captions, open(sys.argv[2], "w"))
 print(f"[mini-pretrain] alignment data: {len(captions)} captioning records of {len(records)}")
 EOF
     fi
-    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" "$ALIGN_TOWER" "$WORK/align"
+    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" "$ALIGN_TOWER" "$ALIGN_PROJECTOR" \
+        "$WORK/align"
     "$PYTHON" -m llava.model.export_base --model-path "$WORK/align" --output_dir "$WORK/align_base" > /dev/null
     start="$WORK/align_base"
 fi
-phase "instruction" v1 "$start" "$STEPS" "$LR" "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" "$WORK/instruct"
+phase "instruction" v1 "$start" "$STEPS" "$LR" "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" True "$WORK/instruct"
 
 # ---------------------------------------------------------------------------------------------- export
 log "export: python -m llava.model.export_base -> $BASE_DIR"
