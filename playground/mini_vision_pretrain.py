@@ -149,7 +149,7 @@ def pretrain_tower(config: VisionPretrainConfig) -> dict:
         optimizer.step()
         schedule.step()
         shown = {name: f"{np.mean(values):.2f}" for name, values in recent.items() if values}
-        progress.set_postfix(loss=f"{loss.item():.3f}", **shown)
+        progress.set_postfix(loss=f"{loss.item():.3f}", **shown, refresh=False)  # shown at tqdm's own pace
     tower.save_pretrained(config.vision_tower)
     processor.save_pretrained(config.vision_tower)
     return {name: float(np.mean(values)) for name, values in recent.items() if values}

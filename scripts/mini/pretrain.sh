@@ -20,16 +20,20 @@
 # 4. instruct:  llava/train/train.py again, LM and projector (the tower too when INSTRUCT_TOWER=True), template
 #               `v1` (vicuna_v1, the CoIN chain's), the same captions + Q&A, STEPS steps: the base answers
 #               questions about images.
+# 4b. check:    playground/mini_base_check.py: does the base name the shape of a lone object in a fresh scene?
+#               Whether the tiny LM learns that in alignment is a coin flip between seeds (even between thread
+#               counts); below SHAPE_CHECK, phases 3-4 run again with the next seed, at most BASE_TRIES times.
 # 5. export:    python -m llava.model.export_base -> BASE_DIR/lm, BASE_DIR/vision, BASE_DIR/mm_projector.bin,
 #               the layout of --model_name_or_path / --vision_tower / --pretrain_mm_mlp_adapter.
 # (Phase 3 and 4 each write a full model directory; the export of phase 3 is phase 4's starting point.)
 #
-# The result is cached: BASE_DIR/PRETRAIN_DONE holds a hash of every setting below, the generator's source
-# (playground/make_mini_coin.py), llava/model/tiny.py and the pre-training data; a run whose hash matches
-# reuses the base and says so. FORCE=1 rebuilds. The last line printed is `BASE_DIR=<path>`.
+# The result is cached: BASE_DIR/PRETRAIN_DONE holds a hash of every setting below, the sources it runs (this
+# script, playground/make_mini_coin.py, mini_vision_pretrain.py, mini_base_check.py, llava/model/tiny.py) and the
+# pre-training data; a run whose hash matches reuses the base and says so. FORCE=1 rebuilds. The last line printed
+# is `BASE_DIR=<path>`; BASE_DIR/pretrain_settings.json records the settings, the tries' checks and the seed kept.
 #
 # Settings (environment variables, defaults in brackets):
-#   SEED [0]               data seed (when generating) and model-init / training seed
+#   SEED [0]               data seed (when generating), model-init seed and first training seed
 #   DATA_DIR [playground/data/mini_coin/seed$SEED-<generator digest>]  (a changed generator gets fresh data)
 #   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
 #   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
@@ -42,6 +46,7 @@
 #                          to read it; trained, it squashed shape out of the image tokens on some seeds)
 #   INSTRUCT_TOWER [False] train the vision tower during the instruction phase
 #   STEPS [800]            instruction steps (v1 template)       LR [2e-3]         BATCH_SIZE [16]
+#   BASE_TRIES [3]  SHAPE_CHECK [0.9]   tries of phases 3-4 (seeds SEED, SEED+1, ...) and the shape score to pass
 #   WARMUP_STEPS [30]  WEIGHT_DECAY [0.01]  (both phases; cosine schedule, gradient clipping 1.0)
 #   SELECT_LAYER [-2]      --mm_vision_select_layer (the CoIN scripts pass -2; the chain must use the same)
 #   THREADS [$OMP_NUM_THREADS or 2]   torch threads
@@ -70,6 +75,8 @@ GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)
 : "${ALIGN_TOWER:=False}"
 : "${ALIGN_PROJECTOR:=False}"
 : "${INSTRUCT_TOWER:=False}"
+: "${BASE_TRIES:=3}"
+: "${SHAPE_CHECK:=0.9}"
 : "${WARMUP_STEPS:=30}"
 : "${WEIGHT_DECAY:=0.01}"
 : "${SELECT_LAYER:=-2}"
@@ -87,10 +94,12 @@ SCRIPT_VERSION=1
 log() { echo "[mini-pretrain $(date +%H:%M:%S)] $*"; }
 die() { echo "[mini-pretrain] error: $*" >&2; exit 1; }
 for name in VISION_STEPS VISION_BATCH_SIZE ALIGN_STEPS STEPS ALIGN_BATCH_SIZE BATCH_SIZE WARMUP_STEPS PRETRAIN_SIZE \
-    IMAGE_SIZE THREADS; do
+    IMAGE_SIZE THREADS BASE_TRIES; do
     [[ "${!name}" =~ ^[0-9]+$ ]] || die "$name must be a non-negative integer, got '${!name}'"
 done
 [[ "$STEPS" -gt 0 ]] || die "STEPS must be > 0"
+[[ "$BASE_TRIES" -gt 0 ]] || die "BASE_TRIES must be > 0"
+[[ "$SHAPE_CHECK" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || die "SHAPE_CHECK must be a fraction in [0, 1], got '$SHAPE_CHECK'"
 [[ "$ALIGN_DATA" == captions || "$ALIGN_DATA" == all ]] || die "ALIGN_DATA must be captions or all, got '$ALIGN_DATA'"
 for name in ALIGN_TOWER ALIGN_PROJECTOR INSTRUCT_TOWER; do
     [[ "${!name}" == True || "${!name}" == False ]] || die "$name must be True or False, got '${!name}'"
@@ -118,11 +127,12 @@ settings="version=$SCRIPT_VERSION seed=$SEED image_size=$IMAGE_SIZE align_steps=
 settings+=" align_batch_size=$ALIGN_BATCH_SIZE steps=$STEPS lr=$LR batch_size=$BATCH_SIZE warmup=$WARMUP_STEPS"
 settings+=" weight_decay=$WEIGHT_DECAY select_layer=$SELECT_LAYER align_data=$ALIGN_DATA instruct_tower=$INSTRUCT_TOWER"
 settings+=" vision_steps=$VISION_STEPS vision_batch_size=$VISION_BATCH_SIZE vision_lr=$VISION_LR align_tower=$ALIGN_TOWER"
-settings+=" align_projector=$ALIGN_PROJECTOR"
+settings+=" align_projector=$ALIGN_PROJECTOR base_tries=$BASE_TRIES shape_check=$SHAPE_CHECK"
 vision_source=()
 [[ "$VISION_STEPS" == 0 ]] || vision_source=(playground/mini_vision_pretrain.py)
 HASH="$( { echo "$settings";
-           sha256sum playground/make_mini_coin.py llava/model/tiny.py "$0" "${vision_source[@]}" | cut -d' ' -f1;
+           sha256sum playground/make_mini_coin.py playground/mini_base_check.py llava/model/tiny.py "$0" \
+               "${vision_source[@]}" | cut -d' ' -f1;
            sha256sum "${corpus_files[@]}" "$DATA_DIR/mini_coin_meta.json" | cut -d' ' -f1; } | sha256sum | cut -c1-16)"
 : "${BASE_DIR:=$MINI_CACHE/base-$HASH}"
 if [[ "$FORCE" != 1 && -f "$BASE_DIR/PRETRAIN_DONE" && "$(cat "$BASE_DIR/PRETRAIN_DONE")" == "$HASH" ]]; then
@@ -168,7 +178,7 @@ phase() {
         --learning_rate "$lr" --weight_decay "$WEIGHT_DECAY" --warmup_steps "$WARMUP_STEPS" \
         --lr_scheduler_type cosine --max_grad_norm 1.0 --bf16 False --model_max_length 256 \
         --logging_steps 25 --disable_tqdm True --save_strategy no --report_to none \
-        --dataloader_num_workers 0 --seed "$SEED" --output_dir "$out" 2>&1 \
+        --dataloader_num_workers 0 --seed "$TRAIN_SEED" --output_dir "$out" 2>&1 \
         | grep --line-buffered -v -e '^Loading weights' -e 'Writing model shards' -e 'real_accelerator' \
         || die "$name failed (see the output above)"
     [[ -f "$out/config.json" ]] || die "$name wrote no model to $out"
@@ -181,11 +191,10 @@ if [[ "$VISION_STEPS" -gt 0 ]]; then
         --batch_size "$VISION_BATCH_SIZE" --lr "$VISION_LR" --seed "$SEED" --select_layer "$SELECT_LAYER" 2>&1 \
         | grep --line-buffered -v -e 'Writing model shards' -e 'real_accelerator' || die "vision pre-training failed"
 fi
-if [[ "$ALIGN_STEPS" -gt 0 ]]; then
-    align_json="$PRETRAIN_JSON"
-    if [[ "$ALIGN_DATA" == captions ]]; then
-        align_json="$WORK/align.json"
-        "$PYTHON" - "$PRETRAIN_JSON" "$align_json" << 'EOF'
+align_json="$PRETRAIN_JSON"
+if [[ "$ALIGN_STEPS" -gt 0 && "$ALIGN_DATA" == captions ]]; then
+    align_json="$WORK/align.json"
+    "$PYTHON" - "$PRETRAIN_JSON" "$align_json" << 'EOF'
 import json, sys
 from playground.make_mini_coin import CAPTION_PROMPTS
 records = json.load(open(sys.argv[1]))
@@ -195,22 +204,51 @@ if not captions:
 json.dump(captions, open(sys.argv[2], "w"))
 print(f"[mini-pretrain] alignment data: {len(captions)} captioning records of {len(records)}")
 EOF
-    fi
-    phase "alignment" plain "$start" "$ALIGN_STEPS" "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" "$ALIGN_TOWER" "$ALIGN_PROJECTOR" \
-        "$WORK/align"
-    "$PYTHON" -m llava.model.export_base --model-path "$WORK/align" --output_dir "$WORK/align_base" > /dev/null
-    start="$WORK/align_base"
 fi
-phase "instruction" v1 "$start" "$STEPS" "$LR" "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" True "$WORK/instruct"
+
+# Alignment + instruction, then the base check (playground/mini_base_check.py). While the base names the shape of a
+# lone object less often than SHAPE_CHECK and tries are left, both phases run again from the vision phase's tower
+# with the next training seed. The base kept is the first try that passes, else the best one (with a warning).
+vision_start="$start"
+best_try=0 best_shape=-1 checks=()
+for ((try = 0; try < BASE_TRIES; try++)); do
+    TRAIN_SEED=$((SEED + try))
+    out="$WORK/try$try"
+    start="$vision_start"
+    if [[ "$ALIGN_STEPS" -gt 0 ]]; then
+        phase "alignment (try $((try + 1)) of $BASE_TRIES, seed $TRAIN_SEED)" plain "$start" "$ALIGN_STEPS" \
+            "$ALIGN_LR" "$ALIGN_BATCH_SIZE" "$align_json" "$ALIGN_TOWER" "$ALIGN_PROJECTOR" "$out/align"
+        "$PYTHON" -m llava.model.export_base --model-path "$out/align" --output_dir "$out/align_base" > /dev/null
+        start="$out/align_base"
+    fi
+    phase "instruction (try $((try + 1)) of $BASE_TRIES, seed $TRAIN_SEED)" v1 "$start" "$STEPS" "$LR" \
+        "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" True "$out/instruct"
+    "$PYTHON" -m llava.model.export_base --model-path "$out/instruct" --output_dir "$out/base" > /dev/null
+    check="$("$PYTHON" playground/mini_base_check.py --base "$out/base" --threads "$THREADS" | tail -n 1)" \
+        || die "the base check failed on $out/base"
+    checks+=("$check")
+    read -r shape better passed < <("$PYTHON" -c 'import json, sys
+shape = json.loads(sys.argv[1])["shape"]
+print(shape, int(shape > float(sys.argv[2])), int(shape >= float(sys.argv[3])))' "$check" "$best_shape" "$SHAPE_CHECK")
+    log "base check (try $((try + 1)), seed $TRAIN_SEED): $check; names a lone object's shape: $shape (needed: $SHAPE_CHECK)"
+    [[ "$better" == 1 ]] && best_try=$try best_shape=$shape
+    [[ "$passed" == 1 ]] && break
+done
+if [[ "$passed" != 1 ]]; then
+    log "WARNING: none of $BASE_TRIES tries passed the base check ($SHAPE_CHECK); keeping try $((best_try + 1))" \
+        "(shape $best_shape): task questions about shapes will stay near chance (results/mini_coin/tuning.md)"
+fi
 
 # ---------------------------------------------------------------------------------------------- export
-log "export: python -m llava.model.export_base -> $BASE_DIR"
-"$PYTHON" -m llava.model.export_base --model-path "$WORK/instruct" --output_dir "$BASE_DIR"
-"$PYTHON" - "$BASE_DIR/pretrain_settings.json" "$HASH" "$settings" "$DATA_DIR" "$((SECONDS - STARTED))" << 'EOF'
+log "export: try $((best_try + 1)) -> $BASE_DIR"
+"$PYTHON" -m llava.model.export_base --model-path "$WORK/try$best_try/instruct" --output_dir "$BASE_DIR"
+"$PYTHON" - "$BASE_DIR/pretrain_settings.json" "$HASH" "$settings" "$DATA_DIR" "$((SECONDS - STARTED))" \
+    "$((SEED + best_try))" "${checks[@]}" << 'EOF'
 import json, sys
-path, digest, settings, data, seconds = sys.argv[1:]
+path, digest, settings, data, seconds, train_seed, *checks = sys.argv[1:]
 json.dump({"hash": digest, "settings": dict(kv.split("=", 1) for kv in settings.split()), "data_dir": data,
-           "build_seconds": int(seconds),
+           "build_seconds": int(seconds), "training_seed": int(train_seed),
+           "base_checks": [json.loads(check) for check in checks],
            "chain_flags": "--mm_vision_select_layer must equal select_layer; --version v1"},
           open(path, "w"), indent=1)
 EOF
