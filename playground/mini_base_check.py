@@ -1,11 +1,12 @@
 """Does a mini-CoIN base see what the tasks ask about? scripts/mini/pretrain.sh runs this on every base it builds.
 
 The base is asked, in its own pre-training wording, about freshly drawn one-object scenes (never task data): "Which
-shape is <colour>?" and "Which colour does the <shape> have?". The score is the fraction of answers naming the
-right shape (colour). Why it matters: whether the tiny LM learns to read shapes during alignment is a coin flip
-between seeds, and even between thread counts on one seed (results/mini_coin/tuning.md); a base that does not
-names the shape of the only object in the picture at chance (~25-40 %) and leaves every task question about a
-shape at chance. pretrain.sh retries the alignment with another seed when the shape score is below its threshold.
+shape is <colour>?", "Which colour does the <shape> have?" and "Where is the <colour> <shape>?". The scores are the
+fractions of answers naming the right shape, colour, and place (row and column). Why it matters: whether the tiny
+LM learns to read shapes during alignment is a coin flip between seeds, and even between thread counts on one seed
+(results/mini_coin/tuning.md); a base that has not learned it names the shape of the only object in the picture at
+chance (~25-40 %) and leaves every task question about a shape at chance. pretrain.sh retries the alignment with another
+seed when the shape score is below its threshold (the place score is reported, not required).
 
     python playground/mini_base_check.py --base DIR [--count 64 --seed 0 --threads 1]   (prints one JSON line)
 """
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from playground.make_mini_coin import Painter, sample_scene
+from playground.make_mini_coin import Painter, place_phrase, sample_scene
 
 
 def check_base(base: Path, count: int = 64, seed: int = 0, batch_size: int = 32) -> dict:
-    """{"shape": fraction right, "colour": fraction right, "count": scenes per question}; greedy answers."""
+    """{"shape", "colour", "place": fraction right, "count": scenes per question}; greedy answers."""
     from transformers import AutoTokenizer
 
     from llava.eval.run_vqa import build_prompt, generate_batch, pixel_values
@@ -42,7 +43,9 @@ def check_base(base: Path, count: int = 64, seed: int = 0, batch_size: int = 32)
     images = [pixel_values(painter.scene([item]), processor, "pad", model.config) for item in scenes]
     decoding = types.SimpleNamespace(temperature=0, top_p=None, num_beams=1, max_new_tokens=12)
     questions = {"shape": (lambda item: f"Which shape is {item.colour}?", lambda item: item.shape),
-                 "colour": (lambda item: f"Which colour does the {item.shape} have?", lambda item: item.colour)}
+                 "colour": (lambda item: f"Which colour does the {item.shape} have?", lambda item: item.colour),
+                 "place": (lambda item: f"Where is the {item.colour} {item.shape}?",
+                           lambda item: place_phrase(item.row, item.col, painter.grid))}
     scores = {}
     for name, (ask, expected) in questions.items():
         prompts = [build_prompt(ask(item), True, "vicuna_v1") for item in scenes]
@@ -50,7 +53,8 @@ def check_base(base: Path, count: int = 64, seed: int = 0, batch_size: int = 32)
         for start in range(0, count, batch_size):
             answers += generate_batch(model, tokenizer, prompts[start:start + batch_size],
                                       images[start:start + batch_size], decoding)
-        right = sum(expected(item) in answer.lower().replace(".", " ").split() for item, answer in zip(scenes, answers))
+        said = [f" {answer.lower().replace('.', ' ')} " for answer in answers]
+        right = sum(f" {expected(item)} " in words for item, words in zip(scenes, said))
         scores[name] = right / count
     return {**scores, "count": count}
 

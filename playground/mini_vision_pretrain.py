@@ -6,11 +6,14 @@ Why: captioning alone leaves the tower nearly blind to shape. Measured on the ba
 by ~4, its projector output carries shape in 0.3 % of its variance, and the base names the shape of the only object
 in a scene at chance (25 %), so the tasks that ask about a named shape in a scene (GQA, VQAv2's "Is there a
 cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, bases read shapes
-on some seeds and not on others (tuning.md): the benchmark's base (seed 0) does.
+on some seeds and not on others (tuning.md), so scripts/mini/pretrain.sh checks each base and retries.
 
 What: random mini-CoIN images from playground/make_mini_coin.py's painter, one label per cell of the patch grid (3x3
 for mini): scenes (1-4 objects) label every cell's shape (4 + empty) and colour (6 + empty); signs and book covers
-(half of each batch, when their words have one letter per cell) label every cell's letter (or none). Linear heads on
+(half of each batch, when their words have one letter per cell) label every cell's letter (or none); every patch is
+also labelled with its own place (cell index), at a lower weight (--place_weight): without it the tower's output
+holds no position at all (a linear probe finds the cell 12 % of the time) and the bases cannot tell columns apart,
+at full weight position takes half of the features' variance and crowds out shape (tuning.md). Linear heads on
 the patch features of layer `--select_layer` (the layer the LLaVA projector reads) are trained with cross-entropy,
 then thrown away; the tower is written back in place (config, weights, image processor), ready for
 scripts/mini/pretrain.sh's alignment phase (which keeps it frozen by default: ALIGN_TOWER=False).
@@ -37,8 +40,9 @@ IGNORE = -100  # a label the loss skips (cross_entropy's ignore_index)
 @dataclass(frozen=True)
 class VisionPretrainConfig:
     """vision_tower: a CLIPVisionModel directory, rewritten in place; steps of batch_size images at lr (AdamW,
-    cosine decay); select_layer indexes the tower's hidden states like --mm_vision_select_layer. The scenes' grid is
-    the tower's patch grid (image_size / patch_size cells per side: one patch per cell)."""
+    cosine decay); select_layer indexes the tower's hidden states like --mm_vision_select_layer; place_weight scales
+    the loss of the head that tells each patch where it is. The scenes' grid is the tower's patch grid
+    (image_size / patch_size cells per side: one patch per cell)."""
 
     vision_tower: Path
     steps: int = 300
@@ -46,6 +50,7 @@ class VisionPretrainConfig:
     lr: float = 1e-3
     seed: int = 0
     select_layer: int = -2
+    place_weight: float = 0.3
 
 
 WORDS = tuple(word.upper() for word in SIGN_WORDS + BOOK_TITLES) + tuple(a.split()[-1].upper() for a in BOOK_AUTHORS)
@@ -58,12 +63,14 @@ def reads_per_cell(grid: int) -> bool:
 
 
 def labelled_batch(rng: random.Random, painter: Painter, count: int) -> tuple[list, dict[str, torch.Tensor]]:
-    """count images and their per-cell labels {"shape", "colour", "letter"}, each [count, grid*grid] in reading
-    order: shape index (len(SHAPES) = empty), colour index (len(COLOUR_NAMES) = empty), letter index (len(LETTERS) =
-    none); IGNORE where a label does not apply (shapes on a sign, letters are 'none' in a scene)."""
+    """count images and their per-cell labels {"shape", "colour", "letter", "place"}, each [count, grid*grid] in
+    reading order: shape index (len(SHAPES) = empty), colour index (len(COLOUR_NAMES) = empty), letter index
+    (len(LETTERS) = none), the cell's own index (where it is); IGNORE where a label does not apply (shapes on a
+    sign, letters are 'none' in a scene)."""
     grid = painter.grid
     cells = grid * grid
     labels = {name: torch.full((count, cells), IGNORE) for name in ("shape", "colour", "letter")}
+    labels["place"] = torch.arange(cells).repeat(count, 1)
     images, texts = [], reads_per_cell(grid)
     for i in range(count):
         if texts and rng.random() < 0.5:
@@ -106,7 +113,8 @@ def to_pixels(images: list, mean: torch.Tensor, std: torch.Tensor) -> torch.Tens
 
 def pretrain_tower(config: VisionPretrainConfig) -> dict:
     """Train the tower in config.vision_tower on per-cell labels; returns each head's mean accuracy over its last
-    20 batches {"shape", "colour"[, "letter"]} (the images are fresh every step, so these are held-out figures)."""
+    20 batches {"shape", "colour", "place"[, "letter"]} (the images are fresh every step, so these are held-out
+    figures)."""
     from transformers import CLIPImageProcessorPil, CLIPVisionModel
 
     torch.manual_seed(config.seed)
@@ -120,7 +128,8 @@ def pretrain_tower(config: VisionPretrainConfig) -> dict:
     hidden = tower.config.hidden_size
     heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(hidden, len(SHAPES) + 1),
                                  "colour": torch.nn.Linear(hidden, len(COLOUR_NAMES) + 1),
-                                 "letter": torch.nn.Linear(hidden, len(LETTERS) + 1)})
+                                 "letter": torch.nn.Linear(hidden, len(LETTERS) + 1),
+                                 "place": torch.nn.Linear(hidden, (size // patch) ** 2)})
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
@@ -139,7 +148,8 @@ def pretrain_tower(config: VisionPretrainConfig) -> dict:
             if not scored.any():
                 continue
             logits = head(patches[scored])
-            loss = loss + torch.nn.functional.cross_entropy(logits, target[scored])
+            weight = config.place_weight if name == "place" else 1.0
+            loss = loss + weight * torch.nn.functional.cross_entropy(logits, target[scored])
             recent[name] = (recent[name] + [(logits.argmax(-1) == target[scored]).float().mean().item()])[-20:]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"vision pre-training: loss is {loss.item()} (lr {config.lr} too high?)")
@@ -163,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=VisionPretrainConfig.lr)
     parser.add_argument("--seed", type=int, default=VisionPretrainConfig.seed)
     parser.add_argument("--select_layer", type=int, default=VisionPretrainConfig.select_layer)
+    parser.add_argument("--place_weight", type=float, default=VisionPretrainConfig.place_weight,
+                        help="weight of the where-is-this-patch loss (0: none)")
     config = VisionPretrainConfig(**vars(parser.parse_args(argv)))
     if config.steps <= 0 or config.batch_size <= 0:
         parser.error("--steps and --batch_size must be > 0")

@@ -20,6 +20,7 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     env = dict(DEMO_TASKS=" ".join(TASKS), DEMO_DATA_ARGS="--train_per_task 12 --test_per_task 6",
                PRETRAIN_ALIGN_STEPS=2, PRETRAIN_STEPS=2, PRETRAIN_SIZE=64, DATA_DIR=root / "pretrain_data",
+               VISION_STEPS=2, BASE_TRIES=2,
                MINI_CACHE=root / "cache", RUNS=root / "runs", DEMO_OUT=root / "report", MAX_STEPS=2,
                EVAL_BATCH_SIZE=6, MAX_NEW_TOKENS=4)
     first = run(["bash", "scripts/demo.sh"], timeout=1200, **env)
@@ -45,6 +46,20 @@ def test_demo_prints_both_methods_and_writes_the_report(demo):
         assert (root / "report" / name).stat().st_size > 0
     assert (run_dir / "checkpoints" / "LLaCA" / "ImageNet" / "llaca_log.jsonl").is_file()
     assert "[demo] report:" in first.stdout
+
+
+def test_the_base_is_checked_and_a_blind_one_retried_then_kept_with_a_warning(demo):
+    """Two steps per phase give a base that names no shape: pretrain.sh retries with the next seed, then keeps the
+    best try and says so; pretrain_settings.json records both checks."""
+    root, _, first = demo
+    out = first.stderr  # run.sh shows pretrain.sh's log on stderr
+    assert "vision: playground/mini_vision_pretrain.py, 2 steps" in out
+    assert "alignment (try 1 of 2, seed 0)" in out and "alignment (try 2 of 2, seed 1)" in out
+    assert "WARNING: none of 2 tries passed the base check (0.9); keeping try" in out and "answered worse" in out
+    (base,) = (root / "cache").glob("base-*")
+    settings = json.loads((base / "pretrain_settings.json").read_text())
+    assert len(settings["base_checks"]) == 2 and settings["training_seed"] in (0, 1)
+    assert all(0 <= check["shape"] <= 1 and check["count"] == 64 for check in settings["base_checks"])
 
 
 def test_demo_rerun_reuses_the_base_and_the_chains(demo):

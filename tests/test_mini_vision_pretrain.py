@@ -1,5 +1,5 @@
-"""The mini base's vision phase (playground/mini_vision_pretrain.py): the untrained tower learns every cell's shape and
-colour, and is written back in place, loadable as the LLaVA vision tower."""
+"""The mini base's vision phase (playground/mini_vision_pretrain.py): the untrained tower learns every cell's shape,
+colour and place, and is written back in place, loadable as the LLaVA vision tower."""
 import random
 import shutil
 
@@ -24,6 +24,7 @@ def test_the_tower_learns_cell_shapes_far_above_the_majority_guess(tower_dir):
     accuracy = pretrain_tower(VisionPretrainConfig(tower_dir, steps=80, batch_size=32, lr=3e-3))
     # 1-4 objects on the test tower's 2x2 grid: "empty" is the most common label, 37.5 % of cells.
     assert accuracy["shape"] > 0.8 and accuracy["colour"] > 0.8
+    assert accuracy["place"] > 0.5  # where each patch is: 4 cells, a guess is right for 25 %
     after = CLIPVisionModel.from_pretrained(tower_dir).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert (tower_dir / "preprocessor_config.json").is_file()
@@ -41,6 +42,7 @@ def test_mini_batches_label_scene_cells_and_the_letters_of_signs_and_covers():
     assert 10 < int(scenes.sum()) < 50  # about half scenes, half text
     assert (labels["letter"][scenes] == len(LETTERS)).all()  # a scene has no letters
     assert ((labels["shape"][scenes] < len(SHAPES)).sum(dim=1) >= 1).all()  # and 1-4 objects
+    assert (labels["place"] == torch.arange(9)).all()  # every patch, scene or text, is labelled with its place
     for row in labels["letter"][~scenes].view(-1, 3, 3):
         words = ["".join(LETTERS[i] for i in line) for line in row.tolist() if line[0] != len(LETTERS)]
         assert words and all(word in WORDS for word in words)

@@ -10,7 +10,7 @@
 #               + projector, all untrained), its SentencePiece tokenizer trained on the generated training
 #               text and the conversation template's system prompt (so prompts tokenize compactly).
 # 2b. vision:   playground/mini_vision_pretrain.py, VISION_STEPS steps (0: skipped): the untrained tower learns to
-#               classify every grid cell's shape, colour and letter, the stand-in for CLIP's own pre-training
+#               classify every grid cell's shape, colour, letter and place, the stand-in for CLIP's own pre-training
 #               (captioning alone leaves the tiny tower nearly blind to shape; results/mini_coin/tuning.md).
 # 3. alignment: llava/train/train.py, the LM's parameters (the projector too when ALIGN_PROJECTOR=True, the
 #               tower when ALIGN_TOWER=True), conversation template `plain` (image -> answer text, no system
@@ -38,6 +38,7 @@
 #   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
 #   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
 #   VISION_STEPS [300]     vision pre-training steps (batch VISION_BATCH_SIZE [64], lr VISION_LR [1e-3])
+#   VISION_PLACE_WEIGHT [0.3]  weight of the vision phase's where-is-this-patch loss (0: none)
 #   ALIGN_STEPS [800]      alignment steps (plain template)      ALIGN_LR [3e-3]   ALIGN_BATCH_SIZE [32]
 #   ALIGN_DATA [captions]  alignment records: `captions` (the captioning records of pretrain.json: each names
 #                          every object, colour, position, word and title in the image) or `all`
@@ -65,6 +66,7 @@ GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)
 : "${VISION_STEPS:=300}"
 : "${VISION_BATCH_SIZE:=64}"
 : "${VISION_LR:=1e-3}"
+: "${VISION_PLACE_WEIGHT:=0.3}"
 : "${ALIGN_STEPS:=800}"
 : "${ALIGN_LR:=3e-3}"
 : "${ALIGN_BATCH_SIZE:=32}"
@@ -127,6 +129,7 @@ settings="version=$SCRIPT_VERSION seed=$SEED image_size=$IMAGE_SIZE align_steps=
 settings+=" align_batch_size=$ALIGN_BATCH_SIZE steps=$STEPS lr=$LR batch_size=$BATCH_SIZE warmup=$WARMUP_STEPS"
 settings+=" weight_decay=$WEIGHT_DECAY select_layer=$SELECT_LAYER align_data=$ALIGN_DATA instruct_tower=$INSTRUCT_TOWER"
 settings+=" vision_steps=$VISION_STEPS vision_batch_size=$VISION_BATCH_SIZE vision_lr=$VISION_LR align_tower=$ALIGN_TOWER"
+settings+=" vision_place_weight=$VISION_PLACE_WEIGHT"
 settings+=" align_projector=$ALIGN_PROJECTOR base_tries=$BASE_TRIES shape_check=$SHAPE_CHECK"
 vision_source=()
 [[ "$VISION_STEPS" == 0 ]] || vision_source=(playground/mini_vision_pretrain.py)
@@ -186,9 +189,10 @@ phase() {
 
 start="$WORK/tiny"
 if [[ "$VISION_STEPS" -gt 0 ]]; then
-    log "vision: playground/mini_vision_pretrain.py, $VISION_STEPS steps x batch $VISION_BATCH_SIZE, lr $VISION_LR (per-cell shape, colour and letter)"
+    log "vision: playground/mini_vision_pretrain.py, $VISION_STEPS steps x batch $VISION_BATCH_SIZE, lr $VISION_LR (per-cell shape, colour, letter; place at weight $VISION_PLACE_WEIGHT)"
     "$PYTHON" playground/mini_vision_pretrain.py --vision_tower "$start/vision" --steps "$VISION_STEPS" \
-        --batch_size "$VISION_BATCH_SIZE" --lr "$VISION_LR" --seed "$SEED" --select_layer "$SELECT_LAYER" 2>&1 \
+        --batch_size "$VISION_BATCH_SIZE" --lr "$VISION_LR" --seed "$SEED" --select_layer "$SELECT_LAYER" \
+        --place_weight "$VISION_PLACE_WEIGHT" 2>&1 \
         | grep --line-buffered -v -e 'Writing model shards' -e 'real_accelerator' || die "vision pre-training failed"
 fi
 align_json="$PRETRAIN_JSON"
@@ -236,7 +240,8 @@ print(shape, int(shape > float(sys.argv[2])), int(shape >= float(sys.argv[3])))'
 done
 if [[ "$passed" != 1 ]]; then
     log "WARNING: none of $BASE_TRIES tries passed the base check ($SHAPE_CHECK); keeping try $((best_try + 1))" \
-        "(shape $best_shape): task questions about shapes will stay near chance (results/mini_coin/tuning.md)"
+        "(shape $best_shape): task questions about shapes are answered worse than with a base that passes" \
+        "(results/mini_coin/tuning.md)"
 fi
 
 # ---------------------------------------------------------------------------------------------- export
