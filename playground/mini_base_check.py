@@ -8,7 +8,7 @@ LM learns to read shapes during alignment is a coin flip between seeds, and even
 chance (~25-40 %) and leaves every task question about a shape at chance. pretrain.sh retries the alignment with another
 seed when the shape score is below its threshold (the place score is reported, not required).
 
-    python playground/mini_base_check.py --base DIR [--count 64 --seed 0 --threads 1]   (prints one JSON line)
+    python playground/mini_base_check.py --base DIR [--count 64 --seed 0 --threads 1 --select_layer -2]  (one JSON line)
 """
 from __future__ import annotations
 
@@ -23,15 +23,16 @@ import torch
 from playground.make_mini_coin import Painter, place_phrase, sample_scene
 
 
-def check_base(base: Path, count: int = 64, seed: int = 0, batch_size: int = 32) -> dict:
-    """{"shape", "colour", "place": fraction right, "count": scenes per question}; greedy answers."""
+def check_base(base: Path, count: int = 64, seed: int = 0, select_layer: int = -2, batch_size: int = 32) -> dict:
+    """{"shape", "colour", "place": fraction right, "count": scenes per question}; greedy answers; select_layer as
+    --mm_vision_select_layer (the layer the base was trained to read)."""
     from transformers import AutoTokenizer
 
     from llava.eval.run_vqa import build_prompt, generate_batch, pixel_values
     from llava.model.builder import build_llava, load_image_processor, load_pretrained_projector
 
     tokenizer = AutoTokenizer.from_pretrained(base / "lm")
-    model = build_llava(str(base / "lm"), str(base / "vision"), tokenizer)
+    model = build_llava(str(base / "lm"), str(base / "vision"), tokenizer, select_layer=select_layer)
     load_pretrained_projector(model, str(base / "mm_projector.bin"))
     model.config.image_aspect_ratio = "pad"
     model.eval()
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=64, help="scenes per question")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--select_layer", type=int, default=-2, help="as --mm_vision_select_layer")
     args = parser.parse_args(argv)
     if args.count <= 0:
         parser.error("--count must be > 0")
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         parser.error(f"{args.base} is not a base directory: missing {', '.join(missing)}")
     torch.set_num_threads(args.threads)
-    print(json.dumps(check_base(args.base, args.count, args.seed)))
+    print(json.dumps(check_base(args.base, args.count, args.seed, args.select_layer)))
 
 
 if __name__ == "__main__":

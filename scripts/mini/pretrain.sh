@@ -228,7 +228,8 @@ for ((try = 0; try < BASE_TRIES; try++)); do
     phase "instruction (try $((try + 1)) of $BASE_TRIES, seed $TRAIN_SEED)" v1 "$start" "$STEPS" "$LR" \
         "$BATCH_SIZE" "$PRETRAIN_JSON" "$INSTRUCT_TOWER" True "$out/instruct"
     "$PYTHON" -m llava.model.export_base --model-path "$out/instruct" --output_dir "$out/base" > /dev/null
-    check="$("$PYTHON" playground/mini_base_check.py --base "$out/base" --threads "$THREADS" | tail -n 1)" \
+    check="$("$PYTHON" playground/mini_base_check.py --base "$out/base" --threads "$THREADS" \
+        --select_layer "$SELECT_LAYER" | tail -n 1)" \
         || die "the base check failed on $out/base"
     checks+=("$check")
     read -r shape better passed < <("$PYTHON" -c 'import json, sys
