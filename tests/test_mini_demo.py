@@ -79,8 +79,10 @@ def test_demo_rerun_reuses_the_base_and_the_chains(demo):
     assert "reusing the cached base" in output
     for method in ("LoRA", "LLaCA"):
         log = (run_dir / "logs" / f"{method}.log").read_text()
+        first_run, second_run = log.split(f"scripts/mini/run.sh: seed 0 {method} ===")[1:]  # appended, not replaced
+        assert f"eval {TASKS[-1]} @ {TASKS[-1]}: Accuracy" in first_run
         for task in TASKS:
-            assert f"{method}/{task}: DONE marker present, skipping" in log
+            assert f"{method}/{task}: DONE marker present, skipping" in second_run
         assert log.count("score.json up to date, skipping") == 3  # the lower triangle of 2 tasks
     assert summary.stat().st_mtime_ns == before
     assert Path(root / "report" / "report.md").is_file()

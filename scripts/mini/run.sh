@@ -105,7 +105,8 @@ job() {
     dir="$(data_dir "$seed")"
     run="$(run_dir "$seed")"
     mkdir -p "$run/logs"
-    log="$run/logs/$method.log"
+    log="$run/logs/$method.log"  # appended to: a rerun that skips finished stages keeps the first run's output
+    echo "=== $(date '+%F %T') scripts/mini/run.sh: seed $seed $method ===" >> "$log"
     case "$method" in
         Zero_shot) ;;
         LoRA) chain=LoRA ;;
@@ -129,8 +130,8 @@ job() {
             Multitask) bash scripts/CoIN/Train_Multitask/Train_all.sh && bash scripts/CoIN/Eval/eval_multitask.sh ;;
             *) bash "scripts/CoIN/Train_$chain/Train_all.sh" && bash scripts/CoIN/Eval/eval_matrix.sh ;;
         esac
-    ) > "$log" 2>&1 || { echo "[mini] error: seed $seed $method failed; see $log" >&2; tail -n 20 "$log" >&2; return 1; }
-    log "done: seed $seed $method ($(grep -c '' "$log") log lines, $log)"
+    ) >> "$log" 2>&1 || { echo "[mini] error: seed $seed $method failed; see $log" >&2; tail -n 20 "$log" >&2; return 1; }
+    log "done: seed $seed $method (log: $log)"
 }
 
 pids=()
