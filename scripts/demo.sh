@@ -6,8 +6,9 @@
 #
 # Reduced: DEMO_TASKS (4 of the 8 CoIN tasks), 500 training / 100 test records per task, one seed, and a base
 # pre-trained for fewer steps than the benchmark's (it is cached, so a second run starts at the chains).
-# About 8 minutes on 2 CPU cores after the install (456 s measured, base included). Ends by printing the two methods' Avg / New / Forgetting
-# and where the report and plots are. Every setting can be overridden from the environment, e.g.
+# About 8 minutes on 2 CPU cores after the install (456 s measured, base included). Ends by printing the two
+# methods' Avg / New / Forgetting and where the report and plots are. Every setting can be overridden from the
+# environment, e.g.
 #   DEMO_TASKS="ScienceQA TextVQA ImageNet GQA" bash scripts/demo.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
