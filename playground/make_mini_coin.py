@@ -1,7 +1,7 @@
 """Synthetic mini-CoIN in the real CoIN file formats (docs/coin_formats.md), small enough for CPU runs.
 
     python playground/make_mini_coin.py --output_dir DIR --seed N [--train_per_task 1000] [--test_per_task 200]
-        [--tasks ScienceQA TextVQA ...] [--pretrain_size 20000] [--image_size 96] [--grid 3]
+        [--train_counts GQA=3000 ...] [--tasks ScienceQA TextVQA ...] [--pretrain_size 20000] [--image_size 96] [--grid 3]
 
 Eight tasks in CoIN order, each with its real counterpart's kind of question, instruction wording and answer
 format, drawn with PIL on square images whose grid x grid cells line up with the vision tower's patches (96 px,
@@ -92,12 +92,14 @@ Box = tuple[float, float, float, float]
 @dataclass(frozen=True)
 class MiniCoinConfig:
     """output_dir: root of the dataset; counts are records per task and split (val and test get test_per_task
-    each); image_size in pixels; grid: cells per side (a cell = one patch when patch = image_size / grid)."""
+    each; train gets train_counts[task] where given, else train_per_task); image_size in pixels; grid: cells per
+    side (a cell = one patch when patch = image_size / grid)."""
 
     output_dir: Path
     seed: int = 0
     train_per_task: int = 1000
     test_per_task: int = 200
+    train_counts: dict[str, int] = field(default_factory=dict)
     tasks: tuple[str, ...] = TASKS
     pretrain_size: int = 20000
     image_size: int = 96
@@ -111,6 +113,9 @@ class MiniCoinConfig:
         for name in ("train_per_task", "test_per_task", "pretrain_size"):
             if not 0 <= getattr(self, name) < 1_000_000:
                 raise ValueError(f"{name} must be in [0, 1e6)")
+        for task, count in self.train_counts.items():
+            if task not in TASKS or not 0 <= count < 1_000_000:
+                raise ValueError(f"train_counts: {task}={count} needs a task of {TASKS} and a count in [0, 1e6)")
         if self.grid < 2 or self.image_size < 16 * self.grid:
             raise ValueError("need grid >= 2 and image_size >= 16 * grid")
 
@@ -846,7 +851,7 @@ def write_task(config: MiniCoinConfig, task: str, painter: Painter, images: Imag
     written = {}
     for split in ("train",) + EVAL_SPLITS.get(task, DEFAULT_EVAL_SPLITS):
         rng = random.Random(f"mini-coin/{config.seed}/{task}/{split}")
-        count = config.train_per_task if split == "train" else config.test_per_task
+        count = config.train_counts.get(task, config.train_per_task) if split == "train" else config.test_per_task
         records = []
         for index in range(count):
             example = TASK_MAKERS[task](rng, painter)
@@ -908,12 +913,22 @@ def generate(output_dir: str | Path, seed: int = 0, **options) -> dict:
     return meta
 
 
+def parse_count(item: str) -> tuple[str, int]:
+    """'GQA=3000' -> ("GQA", 3000)."""
+    task, _, count = item.partition("=")
+    if not count.isdigit():
+        raise ValueError(f"--train_counts takes TASK=N items, got {item!r}")
+    return task, int(count)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the synthetic mini-CoIN dataset.")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_per_task", type=int, default=1000)
     parser.add_argument("--test_per_task", type=int, default=200, help="records per eval file (val and test)")
+    parser.add_argument("--train_counts", nargs="*", default=[], metavar="TASK=N",
+                        help="training records of these tasks instead of --train_per_task, e.g. GQA=3000")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--pretrain_size", type=int, default=20000)
     parser.add_argument("--image_size", type=int, default=96, help="image side in pixels")
@@ -921,7 +936,8 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     started = time.perf_counter()
     try:
-        meta = generate(args.pop("output_dir"), tasks=tuple(args.pop("tasks")), **args)
+        train_counts = dict(parse_count(item) for item in args.pop("train_counts"))
+        meta = generate(args.pop("output_dir"), tasks=tuple(args.pop("tasks")), train_counts=train_counts, **args)
     except ValueError as err:
         parser.error(str(err))
     images = sum(sum(splits.values()) for task, splits in meta["counts"].items() if task != "Multitask")

@@ -226,3 +226,20 @@ def test_cli_task_subset_reproduces_those_tasks(data, tmp_path):
 def test_rejects_unknown_task(tmp_path):
     with pytest.raises(ValueError, match="tasks"):
         mc.generate(tmp_path, seed=0, tasks=("COCO",))
+
+
+def test_cli_train_counts_give_one_task_more_records_and_keep_the_first_ones(data, tmp_path):
+    out = tmp_path / "more_gqa"
+    command = [sys.executable, "playground/make_mini_coin.py", "--output_dir", str(out), "--seed", "0",
+               "--train_per_task", "20", "--test_per_task", "10", "--pretrain_size", "0",
+               "--tasks", "GQA", "VizWiz", "--train_counts", "GQA=30"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    counts = json.loads(result.stdout)
+    assert counts["GQA"]["train"] == 30 and counts["VizWiz"]["train"] == 20 and counts["Multitask"]["train"] == 50
+    more = load(out / "Instructions" / "GQA" / "train.json")
+    assert more[:20] == load(data / "Instructions" / "GQA" / "train.json")  # the same stream, drawn further
+    assert load(out / "mini_coin_meta.json")["args"]["train_counts"] == {"GQA": 30}
+    bad = subprocess.run(command[:-1] + ["GQA=many"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "TASK=N" in bad.stderr
+    with pytest.raises(ValueError, match="train_counts: COCO=5"):
+        mc.generate(tmp_path / "x", seed=0, train_counts={"COCO": 5})

@@ -70,3 +70,14 @@ def test_a_report_of_one_row_baselines_only(tmp_path):
     assert set(result["table"]) == {"Zero_shot"} and result["table"]["Zero_shot"]["avg"][0] == pytest.approx(20.0)
     assert "| Zero_shot | 10.0 | 30.0 |" in (tmp_path / "out" / "report.md").read_text()
     assert not (tmp_path / "out" / "forgetting_curves.png").exists()
+
+
+def test_a_method_run_on_fewer_seeds_shows_its_count(tmp_path):
+    write_run(tmp_path / "s0", 0, [[80, None], [40, 90]], [10, 20], [line(1, [0.5, 2.0], (1, 1, 0))])
+    write_run(tmp_path / "s1", 1, [[60, None], [50, 70]], [30, 20], [line(1, [0.5, 2.0], (1, 1, 0))])
+    (tmp_path / "s1" / "results" / "LLaCA" / "summary.json").unlink()  # LLaCA finished on seed 0 only
+    out = tmp_path / "out"
+    report.main(["--runs", str(tmp_path / "s0"), str(tmp_path / "s1"), "--methods", "LLaCA", "--one-row", "Zero_shot",
+                 "--out", str(out), "--lr", "2e-3"])
+    text = (out / "report.md").read_text()
+    assert "| LLaCA | 65.0 (1/2) |" in text and "| Zero_shot | 20.0 ± 7.1 |" in text

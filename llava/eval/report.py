@@ -40,9 +40,11 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None, in
 
 
 def fmt(mean: float | None, std: float | None, n: int, seeds: int) -> str:
+    """'mean ± std' over the n seeds that gave a value ('mean' for one), marked '(n/seeds)' when fewer than the
+    report's seeds did (a method run on fewer seeds, or a matrix left incomplete)."""
     if mean is None:
         return "–"
-    text = f"{mean:.1f} ± {std:.1f}" if seeds > 1 else f"{mean:.1f}"
+    text = f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
     return text + (f" ({n}/{seeds})" if n < seeds else "")
 
 
@@ -168,14 +170,14 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         row = table.get(name)
         if row is None:
             continue
-        cells = [fmt(*row[f], row["seeds"]) if f in row else "–" for f in REPORTED]
+        cells = [fmt(*row[f], seeds) if f in row else "–" for f in REPORTED]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Final accuracy per task (after the last stage; one-row baselines: their only row):", "",
               "| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for name in one_rows + methods:
         row = table.get(name)
         if row is not None:
-            lines.append(f"| {name} | " + " | ".join(fmt(*cell, row["seeds"]) for cell in row["final"]) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
     lines += ablation_lines(report, seeds)
     for method, section in report["coefficients"].items():
         if not section["tasks"]:
@@ -218,7 +220,7 @@ def ablation_lines(report: dict, seeds: int) -> list[str]:
             continue
         forgetting = row["forgetting"][0]
         removed = "–" if base is None or forgetting is None else f"{base - forgetting:.1f}"
-        lines.append(f"| {label} (`{name}`) | " + " | ".join(fmt(*row[f], row["seeds"])
+        lines.append(f"| {label} (`{name}`) | " + " | ".join(fmt(*row[f], seeds)
                                                           for f in ("avg", "forgetting", "new", "bwt"))
                      + f" | {removed} |")
     return lines

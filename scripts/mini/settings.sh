@@ -11,11 +11,11 @@ export PYTHON
 if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
 : "${MINI_CACHE:=$ROOT/checkpoints/mini}"
 : "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
-: "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100}"
+: "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100 --train_counts GQA=3000}"
 : "${SWEEP:=0.02 200}"
 # The chain scripts' settings (docs/coin_chain.md): one process per chain on CPU, fp32, small batches.
 export NUM_GPUS="${NUM_GPUS:-1}" BF16="${BF16:-False}" TF32="${TF32:-False}" NUM_WORKERS="${NUM_WORKERS:-0}"
-export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-3}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
+export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-4}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
 export LORA_TARGETS="${LORA_TARGETS:-}"
 export BATCH_SIZES="${BATCH_SIZES:-16 16 16 16 16 16 16 16}" MULTITASK_BATCH_SIZE="${MULTITASK_BATCH_SIZE:-16}"
 export MAX_STEPS="${MAX_STEPS:-}" EPOCHS="${EPOCHS:-3}" MODEL_MAX_LENGTH="${MODEL_MAX_LENGTH:-256}"
