@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from .config import LLaCAConfig
-from .merge import MergeState
+from .merge import MergeState, drift_figures, drift_sums
 from .torch_hooks import canonical_name
 
 
@@ -73,10 +73,14 @@ class DeepSpeedLLaCA(MergeState):
         self._zero: dict[int, torch.Tensor] = {}
         for call in self.calls:           # state shaped like this rank's masters: shards at ZeRO >= 1
             for key in self._buffer_keys():
-                call.buffers[key] = [torch.zeros(m.numel(), dtype=config.ema_dtype, device=m.device)
-                                     for m in call.masters]
+                call.buffers[key] = [torch.zeros(m.numel(), dtype=m.dtype if key == "theta0" else config.ema_dtype,
+                                                 device=m.device) for m in call.masters]
+        if config.track_drift:
+            self._copy_masters_into("theta0")
         if config.init_at == "task_start":
-            self._copy_masters_into_ema()
+            self._copy_masters_into("ema")
+            if "ema_first" in self._buffer_keys():
+                self._copy_masters_into("ema_first")
         self._hook = self.inner.register_step_post_hook(self._post_hook)
         self.inner._llaca_attached = True
 
@@ -96,9 +100,10 @@ class DeepSpeedLLaCA(MergeState):
         dtype = self.config.ema_dtype
         theta = [_cast(self._view(call.masters, p), dtype) for p in call.pieces]
         grads = [_cast(self._grad_view(call, p), dtype) for p in call.pieces]
-        ema, prev_grad, prev_theta = (self._state_views(call, key) for key in ("ema", "prev_grad", "prev_theta"))
+        ema, prev_grad, prev_theta, first = (self._state_views(call, key)
+                                             for key in ("ema", "prev_grad", "prev_theta", "ema_first"))
         self._merge_call(call.tensors, [p.row for p in call.pieces], theta, ema, grads, prev_grad, prev_theta,
-                         reduce=self._reducer(call.group), device=call.masters[0].device)
+                         reduce=self._reducer(call.group), device=call.masters[0].device, first=first)
 
     def _grad_view(self, call: _Call, piece: _Piece) -> torch.Tensor:
         master = call.masters[piece.master]
@@ -196,10 +201,27 @@ class DeepSpeedLLaCA(MergeState):
                     p.data.copy_(self._full(i, "ema").to(device=p.device, dtype=p.dtype))
 
     @torch.no_grad()
-    def _copy_masters_into_ema(self) -> None:
+    def _copy_masters_into(self, key: str) -> None:
         for call in self.calls:
             for piece in call.pieces:
-                self._view(call.buffers["ema"], piece).copy_(self._view(call.masters, piece))
+                self._view(call.buffers[key], piece).copy_(self._view(call.masters, piece))
+
+    @torch.no_grad()
+    def drift(self) -> dict[str, float | None]:
+        """How far training moved the weights since attach and how much of it the EMA followed
+        (`merge.drift_figures`), from this rank's shards and one all-reduce per call; collective (every rank
+        calls it, before `swap_in`). Needs `track_drift` and an EMA."""
+        self._require_drift()
+        total = torch.zeros(5, dtype=torch.float64)
+        for call in self.calls:
+            views = {key: self._state_views(call, key) for key in ("theta0", "ema", "ema_first")}
+            sums = drift_sums(views["theta0"], [self._view(call.masters, p) for p in call.pieces], views["ema"],
+                              views["ema_first"]).to(call.masters[0].device)
+            reduce = self._reducer(call.group)
+            if reduce is not None:
+                reduce(sums)
+            total += sums.cpu()
+        return drift_figures(total, "ema_first" in self._buffer_keys())
 
     def detach(self) -> None:
         """Remove the step hook (the state stays readable)."""

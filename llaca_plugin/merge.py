@@ -14,7 +14,9 @@ Per trainable tensor i at optimizer step t (arXiv 2410.10868; released code Jing
     paper    (c = 1):  β = k is the weight on the OLD EMA:       θ*_t = β·θ*_{t-1} + (1 − β)·θ_t
     k ∉ (0, 1), not finite, or not computable (no g_{t-1} yet) → fallback θ*_t = (1 − f)·θ*_{t-1} + f·θ_t
 
-"applied" below is always the weight w on the new weights: θ*_t = lerp(θ*_{t-1}, θ_t, w). With granularity
+"applied" below is always the weight w on the new weights: θ*_t = lerp(θ*_{t-1}, θ_t, w). With arithmetic
+"released" the same quantities are computed as the released code computes them in bf16 (`released_k`,
+`released_update`; docs/llaca_arithmetic.md). With granularity
 "layer", d, G, H (and ‖θ_t − θ_{t-1}‖₁) are summed over a transformer block's tensors and every tensor of the
 block gets the block's k. A tensor whose g_t or θ_t is not finite is skipped: its EMA is left unchanged.
 
@@ -163,7 +165,8 @@ def coefficients(norms: torch.Tensor, status: torch.Tensor, config: LLaCAConfig,
     else:
         ok = ready
     H = dg / dtheta if dtheta is not None else dg
-    raw = torch.where(ok, config.c * (1.0 + G) / (d * H), math.nan)
+    k = released_k(d, G, H, config.c) if config.arithmetic == "released" else config.c * (1.0 + G) / (d * H)
+    raw = torch.where(ok, k, math.nan)
     in_range = (raw > 0) & (raw < 1)
     if config.mode == "fixed":
         applied = torch.full_like(raw, config.fallback_new_weight)
@@ -177,15 +180,61 @@ def coefficients(norms: torch.Tensor, status: torch.Tensor, config: LLaCAConfig,
     return raw, applied, outcome
 
 
-def apply_merge(ema, theta, outcome: Sequence[int], applied: Sequence[float]) -> None:
+def released_k(d: torch.Tensor, G: torch.Tensor, H: torch.Tensor, c: float) -> torch.Tensor:
+    """k as the released code computes it, `float((1 + b) / (a * c) * 2)` with bf16 0-dim norms: each norm
+    rounded to bf16, then 1 + G, d·H, the quotient and the product with c each rounded to bf16 (in that order).
+    Inputs and output float64, (n,)."""
+    b16 = torch.bfloat16
+    return ((1 + G.to(b16)) / (d.to(b16) * H.to(b16)) * c).double()
+
+
+def released_update(ema: torch.Tensor, theta: torch.Tensor, w: float) -> None:
+    """In place, bf16: ema ← ema·(1 − w) + θ·w, rounded after each of the two products and the sum, as the
+    released code's `ema*(1 - alpha) + p.data*alpha` on bf16 tensors (w a Python float)."""
+    new = theta * w
+    ema.mul_(1 - w).add_(new)
+
+
+def apply_merge(ema, theta, outcome: Sequence[int], applied: Sequence[float], config: LLaCAConfig) -> None:
     """In place, per piece: θ* ← lerp(θ*, θ, w) where merged (w: weight on the new θ), θ* ← θ where
-    initialised; skipped pieces keep their EMA."""
+    initialised; skipped pieces keep their EMA. Arithmetic "released": `released_update` instead of the lerp,
+    and an initialised piece is then merged with itself at the fallback weight, as the released code's first
+    step does (its missing g_{t-1} sends it to the except branch), which can move an element by one bf16 step."""
     merged = [i for i, o in enumerate(outcome) if o in (IN_RANGE, FALLBACK)]
     init = [i for i, o in enumerate(outcome) if o == INIT]
-    if merged:
-        torch._foreach_lerp_([ema[i] for i in merged], [theta[i] for i in merged], [applied[i] for i in merged])
     if init:
         torch._foreach_copy_([ema[i] for i in init], [theta[i] for i in init])
+    if config.arithmetic == "released":
+        for i in merged:
+            released_update(ema[i], theta[i], applied[i])
+        for i in init:
+            released_update(ema[i], theta[i], config.fallback_new_weight)
+    elif merged:
+        torch._foreach_lerp_([ema[i] for i in merged], [theta[i] for i in merged], [applied[i] for i in merged])
+
+
+def drift_sums(theta0, theta, ema, first=None) -> torch.Tensor:
+    """Float64 [Σ|θ_0|, Σ|θ − θ_0|, Σ|θ* − θ_0|, elements of θ* equal to `first`, elements] over the pieces
+    (1-D; θ_0 and θ in the masters' dtype, θ* and `first` in the EMA's); partial sums under sharding."""
+    out = torch.zeros(5, dtype=torch.float64)
+    for i, (t0, t, e) in enumerate(zip(theta0, theta, ema)):
+        out[0] += t0.abs().sum(dtype=torch.float64).cpu()
+        out[1] += (t - t0).abs().sum(dtype=torch.float64).cpu()
+        out[2] += (e.to(t0.dtype) - t0).abs().sum(dtype=torch.float64).cpu()
+        if first is not None:
+            out[3] += (e == first[i]).sum().cpu()
+        out[4] += t.numel()
+    return out
+
+
+def drift_figures(sums: torch.Tensor, low_precision_ema: bool) -> dict[str, float | None]:
+    """From the summed `drift_sums`: moved = Σ‖θ_T − θ_0‖₁ / Σ‖θ_0‖₁ (how far training moved the weights),
+    followed = Σ‖θ*_T − θ_0‖₁ / Σ‖θ_T − θ_0‖₁ (how much of that the EMA followed), and, with a low-precision
+    EMA, ema_unchanged = the share of EMA elements still equal to their first value (None otherwise)."""
+    base, moved, followed, unchanged, numel = sums.tolist()
+    return {"moved": moved / base if base else None, "followed": followed / moved if moved else None,
+            "ema_unchanged": unchanged / numel if low_precision_ema and numel else None,
+            "theta0_l1": base, "moved_l1": moved, "followed_l1": followed}
 
 
 # ------------------------------------------------------------------------------------------ bookkeeping
@@ -218,10 +267,14 @@ class MergeState:
     # -- the merge of one optimizer call -------------------------------------------------------------
 
     def _merge_call(self, tensors: Sequence[int], rows: Sequence[int], theta, ema, grad, prev_grad,
-                    prev_theta, reduce: Callable[[torch.Tensor], None] | None, device) -> None:
+                    prev_theta, reduce: Callable[[torch.Tensor], None] | None, device, first=None) -> None:
         """tensors: global indices of the tensors this call steps (identical order on every rank);
-        rows[j]: the row in `tensors` of local piece j; theta..prev_theta: the local pieces (1-D views).
-        `reduce` sums the (len(tensors), m) partial-norm table across ranks in place (None: nothing to sum).
+        rows[j]: the row in `tensors` of local piece j; theta..prev_theta: the local pieces (1-D views);
+        `first`: pieces that receive the EMA's first value where a tensor is initialised (None: not kept).
+        `reduce` sums the (len(tensors), m) partial-norm table across ranks in place (None: nothing to sum);
+        with arithmetic "released" the summed norms are then rounded to bf16 once (one process: the bf16 of a
+        float32 sum, as `torch.norm` of a bf16 tensor gives; shards: the bf16 of the float64 sum of float32
+        partial sums, which can differ from one process in the last bf16 bit).
         One host transfer of a small table per call; no per-tensor host sync."""
         cfg = self.config
         width = 4 if cfg.surrogate == "diff_quotient" else 3
@@ -231,6 +284,8 @@ class MergeState:
             table.index_copy_(0, torch.tensor(rows, device=device), local.to(device))
         if reduce is not None:
             reduce(table)
+        if cfg.arithmetic == "released":
+            table = table.to(torch.bfloat16).double()
         status = torch.tensor([self.status[i] for i in tensors], device=device)
         blocks, n_blocks = None, 0
         if cfg.granularity == "layer":
@@ -251,7 +306,11 @@ class MergeState:
             self.status[i] = min(self.status[i], NO_PREV) if out == SKIPPED else READY
         outcomes = [int(host[r][5]) for r in rows]
         weights = [host[r][1] for r in rows]
-        apply_merge(ema, theta, outcomes, weights)
+        apply_merge(ema, theta, outcomes, weights, cfg)
+        if first is not None:
+            init = [j for j, o in enumerate(outcomes) if o == INIT]
+            if init:
+                torch._foreach_copy_([first[j] for j in init], [ema[j] for j in init])
 
     def _check_blocks_within(self, calls: Sequence[Sequence[int]]) -> None:
         """Granularity "layer" needs each block's tensors stepped in one optimizer call; refuse otherwise."""
@@ -309,6 +368,9 @@ class MergeState:
             raise ValueError(f"LLaCA state names differ: missing {missing[:5]}, unexpected {unexpected[:5]}"
                              f"{'' if missing or unexpected else ' (order differs)'}")
         for key in self._buffer_keys():
+            if key not in state:
+                raise ValueError(f"LLaCA state has no {key!r} buffer (saved without track_drift); load it with "
+                                 f"LLaCAConfig(track_drift=False) (--llaca_drift False)")
             for name, shape in zip(self.names, self.shapes):
                 if tuple(state[key][name].shape) != tuple(shape):
                     raise ValueError(f"LLaCA state {key}[{name!r}] has shape {tuple(state[key][name].shape)}, "
@@ -318,8 +380,19 @@ class MergeState:
         self._counts = {k: int(state["counts"][k]) for k in self._counts}
 
     def _buffer_keys(self) -> tuple[str, ...]:
-        return ("ema", "prev_grad", "prev_theta") if self.config.surrogate == "diff_quotient" \
-            else ("ema", "prev_grad")
+        """The per-tensor buffers a state holds: EMA, g_{t-1}, θ_{t-1} (diff_quotient), θ_0 and the EMA's first
+        value (track_drift; the latter with a low-precision EMA only)."""
+        keys = ("ema", "prev_grad")
+        if self.config.surrogate == "diff_quotient":
+            keys += ("prev_theta",)
+        if self.config.track_drift:
+            keys += ("theta0",) + (("ema_first",) if self.config.ema_dtype != torch.float32 else ())
+        return keys
+
+    def _require_drift(self) -> None:
+        if not self.config.track_drift:
+            raise RuntimeError("LLaCA: drift() needs LLaCAConfig(track_drift=True), which keeps θ_0")
+        self._require_ema()
 
     def _require_ema(self) -> None:
         missing = [n for n, s in zip(self.names, self.status) if s == NO_EMA]

@@ -6,7 +6,7 @@ from typing import Iterable
 import torch
 
 from .config import LLaCAConfig
-from .merge import MergeState
+from .merge import MergeState, drift_figures, drift_sums
 
 
 def canonical_name(name: str) -> str:
@@ -21,7 +21,8 @@ class LLaCAMerger(MergeState):
     (a trainable tensor without `.grad` counts as a zero gradient; none at all is an error). Call
     `after_step()` right after `optimizer.step()`: it merges θ_t into the EMA. `attach()` does both through
     the optimizer's hooks. State: EMA and g_{t-1} (and θ_{t-1} with diff_quotient), each one trainable-sized
-    buffer in `config.ema_dtype`. Only tensors with `requires_grad` are merged."""
+    buffer in `config.ema_dtype`; with `track_drift`, θ_0 in the parameters' dtype (and, with a low-precision
+    EMA, the EMA's first value). Only tensors with `requires_grad` are merged."""
 
     def __init__(self, named_params: Iterable[tuple[str, torch.nn.Parameter]], config: LLaCAConfig | None = None):
         config = config or LLaCAConfig()
@@ -37,6 +38,9 @@ class LLaCAMerger(MergeState):
         self._prev_grad = [torch.zeros_like(e) for e in self._ema]
         self._prev_theta = [torch.zeros_like(e) for e in self._ema] \
             if config.surrogate == "diff_quotient" else None
+        self._theta0 = [p.detach().reshape(-1).clone() for p in self.params] if config.track_drift else None
+        self._first = [torch.zeros_like(e) for e in self._ema] \
+            if config.track_drift and dtype != torch.float32 else None
         self._zero_grads: dict[int, torch.Tensor] = {}
         self._grads: list[torch.Tensor] | None = None
         self._hooks: list = []
@@ -44,6 +48,8 @@ class LLaCAMerger(MergeState):
         if config.init_at == "task_start":
             with torch.no_grad():
                 torch._foreach_copy_(self._ema, self._thetas())
+                if self._first is not None:
+                    torch._foreach_copy_(self._first, self._ema)
 
     def _thetas(self) -> list[torch.Tensor]:
         return [_flat(p.detach(), self.config.ema_dtype) for p in self.params]
@@ -65,7 +71,15 @@ class LLaCAMerger(MergeState):
         self.steps += 1
         everything = list(range(len(self.params)))
         self._merge_call(everything, everything, self._thetas(), self._ema, grads, self._prev_grad,
-                         self._prev_theta, reduce=None, device=self.device)
+                         self._prev_theta, reduce=None, device=self.device, first=self._first)
+
+    @torch.no_grad()
+    def drift(self) -> dict[str, float | None]:
+        """How far training moved the weights since attach and how much of it the EMA followed
+        (`merge.drift_figures`); call it before `swap_in`. Needs `track_drift` and an EMA."""
+        self._require_drift()
+        sums = drift_sums(self._theta0, [p.detach().reshape(-1) for p in self.params], self._ema, self._first)
+        return drift_figures(sums, self._first is not None)
 
     def _zero_grad(self, i: int) -> torch.Tensor:
         if i not in self._zero_grads:
@@ -87,7 +101,7 @@ class LLaCAMerger(MergeState):
     def state_dict(self) -> dict:
         """Full tensors (cloned, on CPU) plus counts and per-tensor state; loadable at any world size."""
         state = self._state_meta()
-        buffers = {"ema": self._ema, "prev_grad": self._prev_grad, "prev_theta": self._prev_theta}
+        buffers = self._buffers()
         for key in self._buffer_keys():
             state[key] = {n: b.detach().view(s).cpu().clone() for n, b, s in zip(self.names, buffers[key], self.shapes)}
         return state
@@ -96,10 +110,14 @@ class LLaCAMerger(MergeState):
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from `state_dict()` of either path (same task resumed)."""
         self._load_meta(state)
-        buffers = {"ema": self._ema, "prev_grad": self._prev_grad, "prev_theta": self._prev_theta}
+        buffers = self._buffers()
         for key in self._buffer_keys():
             for n, b in zip(self.names, buffers[key]):
                 b.copy_(state[key][n].reshape(-1))
+
+    def _buffers(self) -> dict[str, list[torch.Tensor] | None]:
+        return {"ema": self._ema, "prev_grad": self._prev_grad, "prev_theta": self._prev_theta,
+                "theta0": self._theta0, "ema_first": self._first}
 
     def detach(self) -> None:
         """Remove the optimizer hooks that `attach` registered."""

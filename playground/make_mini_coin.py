@@ -30,6 +30,10 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+# The version of what this generator writes for given arguments: cached data, bases and benchmark runs are keyed
+# by it and the arguments (not by this file's text). Bump it with any change to the output; a test pins the
+# output's digest, so a change that forgets the bump fails.
+FORMAT_VERSION = 1
 TASKS = ("ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA")
 EVAL_SPLITS = {"TextVQA": ("val", "test"), "VizWiz": ("val", "test"), "VQAv2": ("val", "test")}
 DEFAULT_EVAL_SPLITS = ("test",)

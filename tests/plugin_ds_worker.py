@@ -108,7 +108,7 @@ def make_optimizer(model, spec: dict):
 
 
 def llaca_config(spec: dict) -> LLaCAConfig:
-    keys = ("variant", "multiplier", "granularity", "surrogate", "init", "mode", "fused_norms")
+    keys = ("variant", "multiplier", "granularity", "surrogate", "init", "mode", "fused_norms", "arithmetic")
     return LLaCAConfig(**{k: spec[k] for k in keys if k in spec})
 
 
@@ -151,7 +151,8 @@ def reference_run(base_model, spec: dict, world: int, first_step: int = 0, state
         opt.step()
         opt.zero_grad(set_to_none=True)
         steps.append(step_record(merger))
-    return {"steps": steps, "final_ema": {n: e.tolist() for n, e in merger.ema.items()}}
+    return {"steps": steps, "final_ema": {n: e.float().tolist() for n, e in merger.ema.items()},
+            "drift": merger.drift()}
 
 
 def _sum_in_order(lists: list[list[torch.Tensor]]) -> list[torch.Tensor]:
@@ -261,7 +262,8 @@ def run_spec(base_model, spec: dict, world: int, rank: int) -> dict:
             if rank == 0:
                 torch.save(state, spec["state_path"])
     ema = {n: handle.full_ema(n) for n in names}
-    result = {"kind": handle.kind, "steps": steps, "final_ema": {n: e.tolist() for n, e in ema.items()},
+    result = {"kind": handle.kind, "steps": steps, "final_ema": {n: e.float().tolist() for n, e in ema.items()},
+              "drift": handle.drift(),
               "ema_dtype": str(ema[names[0]].dtype), "trainable_numel": sum(s.numel() for s in handle.shapes),
               "ema_numel_this_rank": sum(b.numel() for call in handle.calls for b in call.buffers["ema"])}
     handle.swap_in()

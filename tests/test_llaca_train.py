@@ -116,3 +116,31 @@ def test_resume_from_the_last_checkpoint_trains_nothing_more(unsplit, tiny, colo
     saved = saved_trainables(resumed)
     for name, value in ema.items():
         torch.testing.assert_close(saved[name], value, rtol=0, atol=0)
+
+
+def test_drift_is_written_before_the_swap(unsplit):
+    """llaca_drift.json: how far the task moved the weights from where it started, how much of that the EMA
+    followed (the saved weights are the EMA: their distance from the start over the raw weights')."""
+    drift = json.loads((unsplit / "llaca_drift.json").read_text())
+    assert drift["steps"] == 8 and drift["ema_unchanged"] is None
+    assert drift["moved"] > 0 and 0 < drift["followed"] < 1
+    state = torch.load(unsplit / "llaca_state.pt", weights_only=False)
+    raw = saved_trainables(unsplit / "checkpoint-8")
+    start = state["theta0"]
+    moved = sum(float((raw[n] - start[n]).abs().sum()) for n in raw)
+    followed = sum(float((state["ema"][n] - start[n]).abs().sum()) for n in raw)
+    assert drift["moved_l1"] == pytest.approx(moved, rel=1e-5)
+    assert drift["followed"] == pytest.approx(followed / moved, rel=1e-5)
+
+
+def test_released_arithmetic_through_train_py(tiny, colour_data, tmp_path):
+    out = tmp_path / "released"
+    train(tiny, colour_data, out, "--llaca_arithmetic", "released")
+    state = torch.load(out / "llaca_state.pt", weights_only=False)
+    assert state["config"]["arithmetic"] == "released" and state["config"]["ema_dtype"] == "bfloat16"
+    assert all(e.dtype == torch.bfloat16 for e in state["ema"].values())
+    drift = json.loads((out / "llaca_drift.json").read_text())
+    assert 0 <= drift["ema_unchanged"] <= 1
+    saved = saved_trainables(out)
+    for name, ema in state["ema"].items():              # the bf16 EMA, swapped in, saved exactly
+        torch.testing.assert_close(saved[name], ema.float(), rtol=0, atol=0)

@@ -243,3 +243,15 @@ def test_cli_train_counts_give_one_task_more_records_and_keep_the_first_ones(dat
     assert bad.returncode == 2 and "TASK=N" in bad.stderr
     with pytest.raises(ValueError, match="train_counts: COCO=5"):
         mc.generate(tmp_path / "x", seed=0, train_counts={"COCO": 5})
+
+
+# The bytes the generator writes for seed 0 with SMALL and GQA=30, at FORMAT_VERSION 1. Cached data, bases and
+# benchmark runs are keyed by the arguments and FORMAT_VERSION, not by the generator's text: a change to the
+# output must bump FORMAT_VERSION (and this digest), or old runs would be reused for new data.
+FORMAT_DIGESTS = {1: "d80c63bb2a51f653183257c00b9ad6e4d79d8bbfa1e5c0687df57e1de3d16a1f"}
+
+
+def test_output_is_pinned_to_the_format_version(tmp_path):
+    mc.generate(tmp_path, seed=0, **SMALL, train_counts={"GQA": 30})
+    assert tree_digest(tmp_path) == FORMAT_DIGESTS.get(mc.FORMAT_VERSION), (
+        "the generator's output changed: bump FORMAT_VERSION in playground/make_mini_coin.py and pin the new digest")

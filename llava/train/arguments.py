@@ -79,7 +79,15 @@ class TrainingArguments(transformers.TrainingArguments):
     llaca_surrogate: str = field(default="grad_diff", metadata={"choices": ["grad_diff", "diff_quotient"]})
     llaca_granularity: str = field(default="tensor", metadata={"choices": ["tensor", "layer"]})
     llaca_mode: str = field(default="dynamic", metadata={"choices": ["dynamic", "fixed"]})
-    llaca_ema_dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16"]})
+    llaca_ema_dtype: str | None = field(default=None, metadata={
+        "help": "dtype of the EMA and the stored previous gradient (default: float32, or bfloat16 with "
+                "--llaca_arithmetic released)", "choices": [None, "float32", "bfloat16", "float16"]})
+    llaca_arithmetic: str = field(default="exact", metadata={
+        "help": "exact (fp32 norms and EMA) or released (the released code's bf16 arithmetic: a relative dead "
+                "band that partly reverts small changes; docs/llaca_arithmetic.md)", "choices": ["exact", "released"]})
+    llaca_drift: bool = field(default=True, metadata={
+        "help": "log per task how far training moved the weights and how much of it the EMA followed "
+                "(llaca_drift.json; keeps a copy of the task-start weights, one trainable-sized fp32 buffer)"})
     llaca_log_steps: int = field(default=10, metadata={"help": "log coefficient statistics every N steps"})
     llaca_fused_norms: bool = field(default=False, metadata={
         "help": "CPU: the three L1 norms of a tensor in one torch.compile'd pass (about 2x faster merges; "

@@ -20,13 +20,15 @@ from llava.utils import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "llaca_log.jsonl"
+DRIFT_FILE = "llaca_drift.json"
 
 
 def config_from_args(args) -> LLaCAConfig:
     return LLaCAConfig(variant=args.llaca_variant, multiplier=args.llaca_multiplier,
                        fallback_new_weight=args.llaca_fallback, init=args.llaca_init, surrogate=args.llaca_surrogate,
                        granularity=args.llaca_granularity, ema_dtype=args.llaca_ema_dtype, mode=args.llaca_mode,
-                       fused_norms=args.llaca_fused_norms)
+                       fused_norms=args.llaca_fused_norms, arithmetic=args.llaca_arithmetic,
+                       track_drift=args.llaca_drift)
 
 
 def keep_log_until(path: str, last_step: int) -> None:
@@ -88,7 +90,17 @@ class LLaCACallback(TrainerCallback):
         self.trainer.log(summary(self.handle))
 
     def finish(self) -> None:
-        """End of the task: the EMA replaces the live weights (every rank), and the plugin state is saved."""
+        """End of the task: what the EMA did (`llaca_drift.json`, with --llaca_drift), then the EMA replaces the
+        live weights (every rank), and the plugin state is saved."""
+        if self.config.track_drift:
+            drift = self.handle.drift()
+            if is_main_process():
+                atomic_write_text(os.path.join(self.trainer.args.output_dir, DRIFT_FILE),
+                                  json.dumps({"steps": self.handle.steps, **drift}, indent=1) + "\n")
+                logger.info("LLaCA drift: training moved the weights by %s of their L1 size; the EMA followed %s "
+                            "of that%s", _fraction(drift["moved"]), _fraction(drift["followed"]),
+                            "" if drift["ema_unchanged"] is None
+                            else f"; {_fraction(drift['ema_unchanged'])} of its elements never left their first value")
         self.handle.swap_in()
         state = self.handle.state_dict()
         if is_main_process():
@@ -99,3 +111,7 @@ class LLaCACallback(TrainerCallback):
                         100 * counts["in_range"] / total, 100 * counts["fallback"] / total,
                         100 * counts["skipped"] / total)
         barrier()
+
+
+def _fraction(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"

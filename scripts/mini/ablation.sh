@@ -11,5 +11,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/scripts/mini/settings.sh"
-methods="Zero_shot LoRA FixedEMA LLaCA LLaCA_paper $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)Multitask"
-exec bash "$ROOT/scripts/mini/run.sh" --methods "$methods Grouped_LLaCA Grouped_LoRA" "$@"
+methods="$("$PYTHON" -m llava.coin.methods list --set ablation) $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)"
+exec bash "$ROOT/scripts/mini/run.sh" --methods "$methods" "$@"

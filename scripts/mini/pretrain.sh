@@ -28,13 +28,13 @@
 # (Phase 3 and 4 each write a full model directory; the export of phase 3 is phase 4's starting point.)
 #
 # The result is cached: BASE_DIR/PRETRAIN_DONE holds a hash of every setting below, the sources it runs (this
-# script, playground/make_mini_coin.py, mini_vision_pretrain.py, mini_base_check.py, llava/model/tiny.py) and the
-# pre-training data; a run whose hash matches reuses the base and says so. FORCE=1 rebuilds. The last line printed
+# script, mini_vision_pretrain.py, mini_base_check.py, llava/model/tiny.py) and the pre-training data (which
+# stands for the generator); a run whose hash matches reuses the base and says so. FORCE=1 rebuilds. The last line printed
 # is `BASE_DIR=<path>`; BASE_DIR/pretrain_settings.json records the settings, the tries' checks and the seed kept.
 #
 # Settings (environment variables, defaults in brackets):
 #   SEED [0]               data seed (when generating), model-init seed and first training seed
-#   DATA_DIR [playground/data/mini_coin/seed$SEED-<generator digest>]  (a changed generator gets fresh data)
+#   DATA_DIR [playground/data/mini_coin/seed$SEED-format<N>]  (N: the generator's FORMAT_VERSION)
 #   IMAGE_SIZE [96]        generator image side (the tower sees 96 px, 3x3 patches of 32 px)
 #   PRETRAIN_SIZE [20000]  pre-training records the generator writes (when generating)
 #   VISION_STEPS [300]     vision pre-training steps (batch VISION_BATCH_SIZE [64], lr VISION_LR [1e-3])
@@ -59,8 +59,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 : "${SEED:=0}"
-GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)"
-: "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED-$GENERATOR_DIGEST}"
 : "${IMAGE_SIZE:=96}"
 : "${PRETRAIN_SIZE:=20000}"
 : "${VISION_STEPS:=300}"
@@ -88,6 +86,8 @@ GENERATOR_DIGEST="$(sha256sum "$ROOT/playground/make_mini_coin.py" | cut -c1-12)
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
 fi
+GENERATOR_FORMAT="$("$PYTHON" -c 'from playground.make_mini_coin import FORMAT_VERSION; print(FORMAT_VERSION)')"
+: "${DATA_DIR:=$ROOT/playground/data/mini_coin/seed$SEED-format$GENERATOR_FORMAT}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -134,7 +134,7 @@ settings+=" align_projector=$ALIGN_PROJECTOR base_tries=$BASE_TRIES shape_check=
 vision_source=()
 [[ "$VISION_STEPS" == 0 ]] || vision_source=(playground/mini_vision_pretrain.py)
 HASH="$( { echo "$settings";
-           sha256sum playground/make_mini_coin.py playground/mini_base_check.py llava/model/tiny.py "$0" \
+           sha256sum playground/mini_base_check.py llava/model/tiny.py "$0" \
                "${vision_source[@]}" | cut -d' ' -f1;
            sha256sum "${corpus_files[@]}" "$DATA_DIR/mini_coin_meta.json" | cut -d' ' -f1; } | sha256sum | cut -c1-16)"
 : "${BASE_DIR:=$MINI_CACHE/base-$HASH}"

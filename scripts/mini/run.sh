@@ -10,14 +10,19 @@
 # shared by all seeds: the seeds vary the data and the training). Finally `python -m llava.eval.report` writes
 # OUT/report.md (mean ± std over seeds), its plots and the coefficient statistics.
 #
-# Methods (default: all but the grouped rows, which scripts/mini/ablation.sh adds):
+# Methods: the rows of llava/coin/methods.py (its `default` set unless --methods; scripts/mini/ablation.sh runs
+# the `ablation` set, which adds the grouped rows), plus the multiplier sweep LLaCA_c<X> for X in SWEEP:
 #   Zero_shot     the base model on every task (eval_zero_shot.sh)
 #   LoRA          sequential LoRA (Train_LoRA)               FixedEMA   EMA 0.99 (Train_FixedEMA)
 #   LLaCA         LLaCA, official variant (Train_LLaCA)      LLaCA_paper   the paper's variant
+#   LLaCA_c7b     LLaCA official with the multiplier that puts these tensors in 7B's regime (c = 0.04)
+#   LLaCA_bf16    LLaCA official with the released code's bf16 arithmetic (--llaca_arithmetic released)
 #   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.02 200; LLaCA itself is 2)
 #   Multitask     one run on the union (Train_Multitask, eval_multitask.sh)
 #   Grouped_LLaCA grouping + LLaCA (Train_LLaCA_grouped, GROUP_EMA=reused: the released scripts' choice)
 #   Grouped_LoRA  grouping with plain LoRA (GROUP_EMA=none)
+#   Grouped_LLaCA_bf16  the released protocol: grouping, the EMA on reused groups only, bf16 arithmetic, no
+#                 gradient clipping, DeepSpeed stage 0
 # Chains finished earlier are skipped (their DONE markers and score files), so a rerun only does what is missing.
 # --report-only writes the report from the runs present (a method run on fewer seeds shows its count), e.g. after
 # running the costly methods on fewer seeds than the others (WALL_NOTE then gives the report's wall-time line).
@@ -28,7 +33,7 @@ cd "$ROOT"
 source "$ROOT/scripts/mini/settings.sh"
 
 SEEDS=3
-METHODS="Zero_shot LoRA FixedEMA LLaCA LLaCA_paper $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)Multitask"
+METHODS="$("$PYTHON" -m llava.coin.methods list --set default) $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)"
 JOBS="${JOBS:-2}"
 RUNS="${RUNS:-$MINI_CACHE/runs}"
 OUT="$ROOT/results/mini_coin"
@@ -100,33 +105,24 @@ done
 # ------------------------------------------------------------------------------------------------ chains
 # One job = one (seed, method): train the chain (or the one-row baseline) and evaluate it.
 job() {
-    local seed="$1" method="$2" port="$3" chain="" extra="" group_ema=""
+    local seed="$1" method="$2" port="$3" chain group_ema ds_config extra
     local dir run log
+    IFS='|' read -r chain group_ema ds_config extra < <("$PYTHON" -m llava.coin.methods fields "$method") \
+        || { echo "[mini] error: unknown method $method" >&2; return 2; }
     dir="$(data_dir "$seed")"
     run="$(run_dir "$seed")"
     mkdir -p "$run/logs"
     log="$run/logs/$method.log"  # appended to: a rerun that skips finished stages keeps the first run's output
     echo "=== $(date '+%F %T') scripts/mini/run.sh: seed $seed $method ===" >> "$log"
-    case "$method" in
-        Zero_shot) ;;
-        LoRA) chain=LoRA ;;
-        FixedEMA) chain=FixedEMA ;;
-        LLaCA) chain=LLaCA ;;
-        LLaCA_paper) chain=LLaCA; extra="--llaca_variant paper" ;;
-        LLaCA_c*) chain=LLaCA; extra="--llaca_multiplier ${method#LLaCA_c}" ;;
-        Multitask) chain=Multitask ;;
-        Grouped_LLaCA) chain=LLaCA_grouped; group_ema=reused ;;
-        Grouped_LoRA) chain=LLaCA_grouped; group_ema=none ;;
-        *) echo "[mini] error: unknown method $method" >&2; return 2 ;;
-    esac
     (
         export OUTPUT_ROOT="$run/checkpoints" RESULT_ROOT="$run/results" METHOD="$method" MASTER_PORT="$port"
         export BASE_LM="$BASE_DIR/lm" VISION_TOWER="$BASE_DIR/vision" PRETRAIN_PROJECTOR="$BASE_DIR/mm_projector.bin"
         export DATA_ROOT="$dir" IMAGE_ROOT="$dir/cl_dataset" TASKS="$MINI_TASKS"
         export EXTRA_TRAIN_ARGS="$MINI_TRAIN_ARGS --seed $seed $extra"
-        [[ -n "$group_ema" ]] && export GROUP_EMA="$group_ema"
-        case "$method" in
-            Zero_shot) bash scripts/CoIN/Eval/eval_zero_shot.sh ;;
+        [[ -z "$group_ema" ]] || export GROUP_EMA="$group_ema"
+        [[ -z "$ds_config" ]] || export DS_CONFIG="$ROOT/scripts/$ds_config"
+        case "$chain" in
+            "") bash scripts/CoIN/Eval/eval_zero_shot.sh ;;
             Multitask) bash scripts/CoIN/Train_Multitask/Train_all.sh && bash scripts/CoIN/Eval/eval_multitask.sh ;;
             *) bash "scripts/CoIN/Train_$chain/Train_all.sh" && bash scripts/CoIN/Eval/eval_matrix.sh ;;
         esac

@@ -25,9 +25,11 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFF
 if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
 MINI_SETTINGS_NOTE="LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
 
-# A key for the generated data: the generator's source and arguments.
+# A key for the generated data: the generator's arguments and its output format version (not its source text,
+# so that editing a comment does not orphan every cached run).
 mini_data_key() {
-    { echo "$MINI_DATA_ARGS $MINI_TASKS"; sha256sum "$ROOT/playground/make_mini_coin.py" | cut -d' ' -f1; } \
+    { echo "$MINI_DATA_ARGS $MINI_TASKS"; (cd "$ROOT" && "$PYTHON" -c \
+        'from playground.make_mini_coin import FORMAT_VERSION; print(f"format={FORMAT_VERSION}")'); } \
         | sha256sum | cut -c1-12
 }
 

@@ -1,0 +1,1 @@
+"""CoIN as a benchmark: the rows it compares (`methods`)."""
