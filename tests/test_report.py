@@ -81,3 +81,38 @@ def test_a_method_run_on_fewer_seeds_shows_its_count(tmp_path):
                  "--out", str(out), "--lr", "2e-3"])
     text = (out / "report.md").read_text()
     assert "| LLaCA | 65.0 (1/2) |" in text and "| Zero_shot | 20.0 ± 7.1 |" in text
+
+
+def write_chain(root, method, matrix, drift=None):
+    (root / "results" / method).mkdir(parents=True)
+    summary = {"tasks": TASKS, "matrix": matrix, **summarize(matrix)}
+    (root / "results" / method / "summary.json").write_text(json.dumps(summary))
+    if drift is not None:
+        (root / "checkpoints" / method / "B").mkdir(parents=True)
+        (root / "checkpoints" / method / "B" / "llaca_drift.json").write_text(json.dumps(drift))
+
+
+def test_decomposition_pairs_rows_seed_by_seed_and_names_noise(tmp_path):
+    # LoRA forgets 40 and 20 on the two seeds; grouping 10 and 0 (removes 30 and 20: a finding); the EMA 38, 22
+    # (removes 2 and -2: mean 0, under the seeds' spread of 14.1: noise)
+    for seed, (lora, grouped, ema) in enumerate([(40, 10, 38), (20, 0, 22)]):
+        run = tmp_path / f"s{seed}"
+        write_chain(run, "LoRA", [[80, None], [80 - lora, 90]])
+        write_chain(run, "Grouped_LoRA", [[80, None], [80 - grouped, 90]])
+        write_chain(run, "LLaCA", [[80, None], [80 - ema, 85]],
+                    drift={"steps": 5, "moved": 0.2 + seed / 10, "followed": 0.5, "ema_unchanged": None})
+    result = report.main(["--runs", str(tmp_path / "s0"), str(tmp_path / "s1"), "--methods", "LoRA", "Grouped_LoRA",
+                          "LLaCA", "--one-row", "--out", str(tmp_path / "out")])
+    rows = {r["row"]: r for r in result["decomposition"]}
+    assert set(rows) == {"Grouped_LoRA", "LLaCA"}
+    assert rows["Grouped_LoRA"]["forgetting_removed"] == (pytest.approx(25.0), pytest.approx(7.0710678), 2)
+    assert not rows["Grouped_LoRA"]["noise"]
+    assert rows["LLaCA"]["forgetting_removed"][0] == pytest.approx(0.0) and rows["LLaCA"]["noise"]
+    assert rows["LLaCA"]["new_gained"][0] == pytest.approx(-2.5)          # (80 + 85) / 2 against (80 + 90) / 2
+    assert result["drift"] == {"LLaCA": {"B": {"moved": pytest.approx(0.25), "followed": 0.5, "ema_unchanged": None,
+                                               "seeds": 2}}}
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Where the forgetting removed comes from" in text and "noise (spread 14.1)" in text
+    assert "## What the EMA did, per task" in text and "| followed | 0.5 |" in text
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["drift"]["LLaCA"]["B"]["seeds"] == 2 and len(saved["decomposition"]) == 2

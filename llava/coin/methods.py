@@ -56,6 +56,20 @@ TABLE = [
            f"--llaca_multiplier {C_7B}", group_ema="reused"),
 ]
 BY_NAME = {m.name: m for m in TABLE}
+
+# Where the forgetting removed comes from: (what is added, the row with it, the row without it). The report pairs
+# the two rows seed by seed.
+DECOMPOSITION = [
+    ("instruction grouping (plain LoRA)", "Grouped_LoRA", "LoRA"),
+    ("fp32 gradient-informed EMA (official, c = 2)", "LLaCA", "LoRA"),
+    ("released bf16 arithmetic, on top of the fp32 EMA", "LLaCA_bf16", "LLaCA"),
+    (f"7B-like multiplier (c = {C_7B}), on top of the fp32 EMA", "LLaCA_c7b", "LLaCA"),
+    ("fp32 EMA, on top of grouping", "Grouped_LLaCA", "Grouped_LoRA"),
+    ("the released protocol (bf16 EMA, no clipping, stage 0), on top of grouping", "Grouped_LLaCA_bf16",
+     "Grouped_LoRA"),
+    (f"7B-like multiplier (c = {C_7B}), on top of grouping", "Grouped_LLaCA_c7b", "Grouped_LoRA"),
+    ("the whole released method against sequential LoRA", "Grouped_LLaCA_bf16", "LoRA"),
+]
 SWEEP = re.compile(r"LLaCA_c(\d+(?:\.\d+)?(?:e-?\d+)?)")
 
 # The sets of rows the scripts run (the sweep's points are added by run.sh from SWEEP).

@@ -6,8 +6,12 @@ the LLaCA coefficient statistics read from `llaca_log.jsonl`.
 
 Each RUN_DIR is one seed's chain output: `RUN_DIR/results/<METHOD>/summary.json` (from `llava.eval.matrix`),
 `RUN_DIR/results/<ONE_ROW>/<Task>/score.json` for one-row baselines, and `RUN_DIR/checkpoints/<METHOD>/<Task>/`
-with `llaca_log.jsonl` where the plugin ran. Writes OUT/report.md, OUT/report.json, OUT/figures.png,
-OUT/forgetting_curves.png and OUT/coefficients.png. Accuracies are percentages.
+with `llaca_log.jsonl` and `llaca_drift.json` where the plugin ran. Writes OUT/report.md, OUT/report.json,
+OUT/figures.png, OUT/forgetting_curves.png and OUT/coefficients.png. Accuracies are percentages.
+
+Rows that differ in one thing (`llava.coin.methods.DECOMPOSITION`) are compared seed by seed: the forgetting a
+change removes and the New it costs, mean ± std of the per-seed differences, called noise where the mean is
+smaller than the seeds' spread (the larger std of the two rows).
 
 The coefficient section also places the runs in the formula's regime. k = c·(1 + G)/(d·H) with G = ‖g‖₁,
 d = ‖θ−θ*‖₁, H = ‖g − g_prev‖₁ is not scale-free: with per-element magnitudes fixed it falls as 1/(numel × step
@@ -25,6 +29,7 @@ import math
 import statistics
 from pathlib import Path
 
+from llava.coin.methods import DECOMPOSITION, TABLE
 from llava.eval.matrix import FIGURE_LABELS
 from llava.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -138,8 +143,9 @@ def coefficient_section(runs: list[Path], method: str, tasks: list[str], args) -
 def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: list[str] | None = None) -> dict:
     """The table over runs: chain methods from their summary.json, one-row baselines from their score files. The
     task order is `tasks`, else the first chain summary's."""
-    summaries = {m: [read_json(run / "results" / m / "summary.json") for run in runs
-                     if (run / "results" / m / "summary.json").is_file()] for m in methods}
+    by_run = {m: [read_json(run / "results" / m / "summary.json")
+                  if (run / "results" / m / "summary.json").is_file() else None for run in runs] for m in methods}
+    summaries = {m: [s for s in items if s is not None] for m, items in by_run.items()}
     tasks = tasks or next((s[0]["tasks"] for s in summaries.values() if s), None)
     if tasks is None:
         raise FileNotFoundError(f"no summary.json for any of {methods} under {[str(r) for r in runs]}, and no "
@@ -147,6 +153,8 @@ def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: li
     table = {}
     for method, items in summaries.items():
         table[method] = {f: mean_std([s[f] for s in items]) for f in REPORTED}
+        table[method]["per_seed"] = {f: [s[f] if s is not None else None for s in by_run[method]]
+                                     for f in ("forgetting", "new", "avg")}
         table[method]["final"] = [mean_std([s["matrix"][-1][i] if len(s["matrix"]) == len(tasks) else None
                                             for s in items]) for i in range(len(tasks))]
         table[method]["curves"] = [[mean_std([s["matrix"][j][i] if j < len(s["matrix"]) else None for s in items])[0]
@@ -158,6 +166,41 @@ def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: li
         avgs = [statistics.fmean(row) if all(v is not None for v in row) else None for row in rows]
         table[name] = {"avg": mean_std(avgs), "final": per_task, "seeds": len(runs), "one_row": True}
     return {"tasks": tasks, "table": table}
+
+
+def drift_section(runs: list[Path], method: str, tasks: list[str]) -> dict:
+    """Per task, mean over the seeds that logged it: moved (Σ‖θ_T − θ_0‖₁ / Σ‖θ_0‖₁), followed (Σ‖θ*_T − θ_0‖₁ /
+    Σ‖θ_T − θ_0‖₁), ema_unchanged (bf16 EMAs: share of elements at their first value), and the seed count."""
+    out = {}
+    for task in tasks:
+        logs = [read_json(path) for run in runs
+                if (path := run / "checkpoints" / method / task / "llaca_drift.json").is_file()]
+        if logs:
+            out[task] = {key: mean_std([log.get(key) for log in logs])[0]
+                         for key in ("moved", "followed", "ema_unchanged")}
+            out[task]["seeds"] = len(logs)
+    return out
+
+
+def paired(table: dict, row: str, base: str, figure: str) -> tuple[float | None, float | None, int]:
+    """mean ± std over seeds of figure(row) − figure(base), pairing the runs of the same seed."""
+    a, b = table[row]["per_seed"][figure], table[base]["per_seed"][figure]
+    return mean_std([x - y if x is not None and y is not None else None for x, y in zip(a, b)])
+
+
+def decomposition(table: dict) -> list[dict]:
+    """The `DECOMPOSITION` pairs present in the table: forgetting removed (F(base) − F(row)) and New gained
+    (New(row) − New(base)), paired by seed; noise where |mean removed| is under the seeds' spread."""
+    out = []
+    for label, row, base in DECOMPOSITION:
+        if row not in table or base not in table or "per_seed" not in table[row] or "per_seed" not in table[base]:
+            continue
+        removed = paired(table, base, row, "forgetting")
+        new = paired(table, row, base, "new")
+        spread = max(table[row]["forgetting"][1] or 0.0, table[base]["forgetting"][1] or 0.0)
+        out.append({"change": label, "row": row, "base": base, "forgetting_removed": removed, "new_gained": new,
+                    "spread": spread, "noise": removed[0] is None or abs(removed[0]) < spread})
+    return out
 
 
 def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, args) -> str:
@@ -179,6 +222,8 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         if row is not None:
             lines.append(f"| {name} | " + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
     lines += ablation_lines(report, seeds)
+    lines += decomposition_lines(report["decomposition"])
+    lines += drift_lines(report["drift"])
     for method, section in report["coefficients"].items():
         if not section["tasks"]:
             continue
@@ -200,9 +245,39 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
     return "\n".join(lines) + "\n"
 
 
-ABLATION = [("LoRA", "sequential LoRA"), ("FixedEMA", "+ fixed EMA 0.99"),
-            ("LLaCA", "+ gradient-informed EMA (official)"), ("LLaCA_paper", "+ gradient-informed EMA (paper)"),
-            ("Grouped_LLaCA", "+ gradient-informed EMA + grouping"), ("Grouped_LoRA", "grouping with plain LoRA")]
+ABLATION = [(m.name, m.label) for m in TABLE if m.label]
+
+
+def decomposition_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## Where the forgetting removed comes from", "",
+             "Each line compares two rows that differ in one thing, seed by seed (mean ± std of the per-seed "
+             "differences). Noise: the mean is smaller than the seeds' spread (the larger Forgetting std of the two "
+             "rows).", "", "| what is added | rows | forgetting removed (points) | New gained (points) | |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        removed, new = r["forgetting_removed"], r["new_gained"]
+        lines.append(f"| {r['change']} | `{r['row']}` vs `{r['base']}` | {fmt(*removed, removed[2])} | "
+                     f"{fmt(*new, new[2])} | {'noise (spread ' + format(r['spread'], '.1f') + ')' if r['noise'] else ''} |")
+    return lines
+
+
+def drift_lines(drift: dict) -> list[str]:
+    if not drift:
+        return []
+    lines = ["", "## What the EMA did, per task", "",
+             "moved: Σ‖θ_T − θ_0‖₁ / Σ‖θ_0‖₁ over the trainable tensors (θ_0 at the task's start, θ_T the live "
+             "weights at its end); followed: Σ‖θ*_T − θ_0‖₁ / Σ‖θ_T − θ_0‖₁ (θ*_T the EMA swapped in: 1 = as far "
+             "from the start as training went, 0 = the start kept); unchanged: share of a bf16 EMA's elements still "
+             "at their first value. Mean over seeds.", ""]
+    for method, tasks in drift.items():
+        lines += [f"| {method} | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        for key, label in (("moved", "moved"), ("followed", "followed"), ("ema_unchanged", "unchanged")):
+            if any(t[key] is not None for t in tasks.values()):
+                lines.append(f"| {label} | " + " | ".join(_g(t[key]) for t in tasks.values()) + " |")
+        lines.append("")
+    return lines
 
 
 def ablation_lines(report: dict, seeds: int) -> list[str]:
@@ -320,6 +395,8 @@ def main(argv: list[str] | None = None) -> dict:
     llaca = args.llaca_methods if args.llaca_methods is not None else args.methods
     report["coefficients"] = {m: coefficient_section(args.runs, m, report["tasks"], args) for m in llaca}
     report["coefficients"] = {m: s for m, s in report["coefficients"].items() if s["tasks"]}
+    report["drift"] = {m: d for m in llaca if (d := drift_section(args.runs, m, report["tasks"]))}
+    report["decomposition"] = decomposition(report["table"])
     args.out.mkdir(parents=True, exist_ok=True)
     names = [n for n in args.one_row + args.methods if n in report["table"]]
     atomic_write_text(args.out / "report.md", markdown(report, args.methods, args.one_row, len(args.runs), args))

@@ -159,6 +159,6 @@ if [[ "$REPORT" == 1 ]]; then
     "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
         --tasks $MINI_TASKS \
         --title "mini-CoIN benchmark" --lr "$LR" \
-        --note "Base: $BASE_DIR. Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
+        --note "Base: scripts/mini/pretrain.sh's, weights digest $(cat "$(run_dir 0)/BASE" 2> /dev/null || echo unknown). Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
                "${WALL_NOTE:-Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time.}"
 fi
