@@ -1,14 +1,16 @@
 """`attach_deepspeed(engine, config)`: the LLaCA merge inside a DeepSpeed 0.19 engine, on the fp32 master shards.
 
-Where it hooks in (see shared/reference/deepspeed-seam.md): a step post-hook on the client torch optimizer that
-DeepSpeed wraps. DeepSpeed calls that optimizer once per optimizer "call" — the whole step at stage 0 and for
+Where it hooks in (docs/deepspeed_seam.md): a step post-hook on the client torch optimizer that DeepSpeed wraps
+(yours, or the one DeepSpeed builds from the config's `optimizer` block, e.g. DeepSpeedCPUAdam under offload). DeepSpeed calls that optimizer once per optimizer "call" — the whole step at stage 0 and for
 BF16_Optimizer, once per param group at ZeRO-1/2, once per sub-group at ZeRO-3 — with the fp32 master shard of
 the call just updated and its `.grad` (averaged over ranks and accumulation, unscaled, clipped) still set, and
 copies the masters to the low-precision model weights only after the hook. So each call is merged in its own
 hook: partial L1 norms of this rank's pieces, ONE all-reduce of the call's (n, 3|4) float64 table, the
 coefficients, a foreach lerp into the EMA shard. A step the engine skips (overflow) calls no hook: nothing is
-merged and nothing counted. EMA and g_{t-1} are shards laid out like the master shards (2 × trainable fp32 /
-world size per rank at ZeRO ≥ 1; full tensors at stage 0).
+merged and nothing counted. EMA and g_{t-1} (and θ_0 for the drift figures) are shards laid out like the master
+shards, on the masters' device (CPU memory under optimizer offload): 2 (3) × trainable fp32 / world size per rank
+at ZeRO ≥ 1; full tensors at stage 0. The norm table travels to the communication backend's device for the
+all-reduce (NCCL: the accelerator, also when the masters are offloaded).
 
 Per engine.optimizer (found by class; DeepSpeed is imported lazily):
   stage 0 fp32       the client optimizer itself; masters = the module parameters
@@ -17,6 +19,9 @@ Per engine.optimizer (found by class; DeepSpeed is imported lazily):
   ZeRO-1 bf16 + fp32 grad accumulation   BF16_Optimizer; fp32_groups_flat_partition[i], pieces via _hp_mapping
   ZeRO-3             DeepSpeedZeroOptimizer_Stage3; fp32_partitioned_groups_flat[j], pieces via grad_position
                      (rank r holds elements [r·n, r·n + n) of the flattened tensor, the rest is padding)
+  CPU offload (ZeRO-1/2 `offload_optimizer`, ZeRO-3 `offload_optimizer` and `offload_param` to cpu): the same
+  layouts with the fp32 masters and their gradients in CPU memory. Refused: NVMe optimizer offload (the masters
+  are swapped out between steps) and ZeRO-3 partial offload (a second optimizer steps part of the sub-groups).
 """
 from __future__ import annotations
 
@@ -128,9 +133,23 @@ class DeepSpeedLLaCA(MergeState):
 
     @staticmethod
     def _reducer(group):
+        """In-place SUM across `group` of a tensor that may live on the CPU (offloaded masters): it travels to the
+        backend's device (gloo: CPU; NCCL and the like: this rank's accelerator) and back."""
         if group is None or dist.get_world_size(group=group) == 1:
             return None
-        return lambda table: dist.all_reduce(table, op=dist.ReduceOp.SUM, group=group)
+        if dist.get_backend(group) == "gloo":
+            device = torch.device("cpu")
+        else:
+            from deepspeed.accelerator import get_accelerator
+
+            device = torch.device(get_accelerator().current_device_name())
+
+        def reduce(table: torch.Tensor) -> None:
+            moved = table.to(device)
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM, group=group)
+            if moved is not table:
+                table.copy_(moved)
+        return reduce
 
     # -- full tensors --------------------------------------------------------------------------------
 
@@ -262,12 +281,14 @@ def _find_calls(engine, params):
     eo = engine.optimizer
     index = {id(p): i for i, p in enumerate(params)}
     if isinstance(eo, DeepSpeedZeroOptimizer_Stage3):
-        if eo.offload_optimizer:
-            raise NotImplementedError("LLaCA: ZeRO-3 optimizer offload is not supported")
+        if eo.swap_optimizer:
+            raise NotImplementedError("LLaCA: ZeRO-3 optimizer offload to NVMe is not supported (the fp32 masters "
+                                      "are swapped out between steps); offload the optimizer to cpu instead")
+        if eo.offload_optimizer and eo.partial_offload != 1.0:
+            raise NotImplementedError(f"LLaCA: ZeRO-3 partial optimizer offload (ratio {eo.partial_offload}) is not "
+                                      f"supported: a second optimizer steps part of the sub-groups; use ratio 1.0")
         return "zero3", eo.optimizer, _zero3_calls(eo, index)
     if isinstance(eo, DeepSpeedZeroOptimizer):
-        if eo.cpu_offload:
-            raise NotImplementedError("LLaCA: ZeRO-1/2 CPU offload is not supported")
         calls = [_hp_mapped_call([eo.single_partition_of_fp32_groups[i]], [group], eo.real_dp_process_group[i],
                                  index) for i, group in enumerate(eo.bit16_groups)]
         return "zero12", eo.optimizer, calls

@@ -182,10 +182,15 @@ def ds_config(spec: dict, world: int) -> dict:
                     sub_group_size=spec.get("sub_group_size", 1_000_000), stage3_prefetch_bucket_size=3000,
                     stage3_max_live_parameters=100_000, stage3_gather_16bit_weights_on_model_save=True,
                     memory_efficient_linear=False)
+    if spec.get("offload"):                  # ZeRO-Offload with the test's torch optimizer (no CPU Adam to build)
+        zero["offload_optimizer"] = {"device": "cpu"}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu"}
     cfg = {"train_micro_batch_size_per_gpu": BATCH, "gradient_accumulation_steps": ga,
            "train_batch_size": BATCH * ga * world, "gradient_clipping": spec.get("clip", 0.0),
            "zero_optimization": zero, "zero_allow_untested_optimizer": True,      # SGD runs
-           "steps_per_print": 10 ** 9, "wall_clock_breakdown": False}
+           "steps_per_print": 10 ** 9, "wall_clock_breakdown": False,
+           "zero_force_ds_cpu_optimizer": not spec.get("offload")}
     if spec.get("dtype") == "bf16":
         cfg["bf16"] = {"enabled": True}
         if spec.get("bf16_optimizer"):                    # ZeRO-1 + fp32 accumulation -> BF16_Optimizer
@@ -263,7 +268,7 @@ def run_spec(base_model, spec: dict, world: int, rank: int) -> dict:
                 torch.save(state, spec["state_path"])
     ema = {n: handle.full_ema(n) for n in names}
     result = {"kind": handle.kind, "steps": steps, "final_ema": {n: e.float().tolist() for n, e in ema.items()},
-              "drift": handle.drift(),
+              "drift": handle.drift(), "ema_device": str(handle.calls[0].buffers["ema"][0].device),
               "ema_dtype": str(ema[names[0]].dtype), "trainable_numel": sum(s.numel() for s in handle.shapes),
               "ema_numel_this_rank": sum(b.numel() for call in handle.calls for b in call.buffers["ema"])}
     handle.swap_in()

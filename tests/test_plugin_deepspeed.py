@@ -61,7 +61,11 @@ CI2 = fp32_specs([2, 3], 2) + [
          surrogate="diff_quotient", fused_norms=True),
 ] + bf16_specs()
 RELEASED = dict(FP32, name="z2_released_np2", stage=2, variant="official", arithmetic="released", lr=2e-2)
-CI2 = CI2 + [RELEASED]
+OFFLOAD = [dict(FP32, name="z2_offload_official_tensor_np2", stage=2, variant="official", granularity="tensor",
+                offload=True),
+           dict(FP32, name="z3_offload_paper_tensor_np2", stage=3, variant="paper", granularity="tensor",
+                offload=True, sub_group_size=2000)]
+CI2 = CI2 + [RELEASED] + OFFLOAD
 SLOW2 = fp32_specs([0, 1], 2)
 SLOW1 = fp32_specs([0, 1, 2, 3], 1)
 
@@ -163,8 +167,11 @@ def assert_matches_reference(base_model, spec: dict, got: dict, world: int) -> N
 @pytest.mark.parametrize("spec", [s for s in CI2 if "dtype" not in s and "arithmetic" not in s],
                          ids=lambda s: s["name"])
 def test_zero23_two_processes_match_plain_torch(ci_runs, base_model, one_thread, spec):
+    """Also with the optimizer offloaded to CPU (ZeRO-2; ZeRO-3 with the parameters offloaded too): the EMA and
+    g_{t-1} then live in CPU memory beside the fp32 masters."""
     got = ci_runs[spec["name"]]
     assert got["kind"] == {2: "zero12", 3: "zero3"}[spec["stage"]]
+    assert got["ema_device"] == "cpu"
     assert_matches_reference(base_model, spec, got, world=2)
     # EMA (and g_{t-1}) are shards like the fp32 masters: half the trainable elements per rank, plus padding
     assert got["trainable_numel"] / 2 <= got["ema_numel_this_rank"] <= got["trainable_numel"] / 2 + 64

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from llaca_plugin import LLaCAConfig, attach, attach_deepspeed
 from llaca_plugin.log import append_jsonl, summary
-from llava.train.trainer import LLACA_STATE, barrier, is_main_process
+from llava.train.trainer import LLACA_STATE, barrier, client_optimizer, is_main_process
 from llava.utils import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class LLaCACallback(TrainerCallback):
         if trainer.is_deepspeed_enabled:
             self.handle = attach_deepspeed(trainer.model_wrapped, self.config)
         else:
-            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
-            self.handle = attach(optimizer, trainer.model.named_parameters(), self.config)
+            self.handle = attach(client_optimizer(trainer), trainer.model.named_parameters(), self.config)
         trainer.llaca_handle = self.handle
         if self.resume_dir:
             state_file = os.path.join(self.resume_dir, LLACA_STATE)

@@ -9,8 +9,9 @@ import os
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
+from llaca_plugin.torch_hooks import canonical_name
 from llava.model import checkpoint as ckpt
 from llava.utils import atomic_write_text
 
@@ -96,14 +97,32 @@ def barrier() -> None:
         dist.barrier()
 
 
+def client_optimizer(trainer) -> torch.optim.Optimizer:
+    """The torch optimizer that steps the trainable tensors: under DeepSpeed the one its engine wraps (yours, or the
+    one it built from the config's `optimizer` block), else the one accelerate wraps. Valid once training began."""
+    if trainer.is_deepspeed_enabled:
+        wrapper = trainer.model_wrapped.optimizer
+        return getattr(wrapper, "optimizer", wrapper)     # ZeRO / bf16 wrappers hold it; stage-0 fp32 is it
+    return getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+
+
+class _StepGuard(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._install_step_guard(client_optimizer(self.trainer))
+
+
 class LLaVATrainer(Trainer):
-    """Set `llaca_handle` (and `llaca_log_path`) to have the plugin's state saved in every checkpoint."""
+    """Set `llaca_handle` to have the plugin's state saved in every checkpoint."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.llaca_handle = None
         self.nan_skipped_steps = 0
         self._skip_step = None  # the optimizer step (1-based) that --nan_policy skip drops
+        self.add_callback(_StepGuard(self))
 
     # ---- data order ----
     def _get_train_sampler(self, train_dataset=None):
@@ -121,29 +140,65 @@ class LLaVATrainer(Trainer):
             return None
         return super()._run_epoch(*args, **kwargs)
 
-    # ---- optimizer: projector learning rate; a step that can be skipped ----
+    # ---- optimizer: projector learning rate; a DeepSpeed-built optimizer; a step that can be skipped ----
+    def param_groups(self, model) -> list[dict]:
+        """Upstream's groups: LoRA / LM tensors at --learning_rate, the projector at --mm_projector_lr (default: the
+        same), each split into weight decay and no decay (biases, norms)."""
+        decay = set(self.get_decay_parameter_names(model))
+        projector_lr = self.args.mm_projector_lr if self.args.mm_projector_lr is not None else self.args.learning_rate
+        groups = []
+        for is_projector, lr in ((False, self.args.learning_rate), (True, projector_lr)):
+            for use_decay in (True, False):
+                params = [p for n, p in model.named_parameters()
+                          if p.requires_grad and (PROJECTOR_KEY in n) == is_projector and (n in decay) == use_decay]
+                if params:
+                    groups.append({"params": params, "lr": lr,
+                                   "weight_decay": self.args.weight_decay if use_decay else 0.0})
+        return groups
+
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
+        if type(self.optimizer).__name__ == "DummyOptim":
+            self._configure_deepspeed_optimizer(opt_model)
+            return self.optimizer
         if self.optimizer is None and self.args.mm_projector_lr is not None:
-            decay = set(self.get_decay_parameter_names(opt_model))
-            groups = []
-            for is_projector, lr in ((False, self.args.learning_rate), (True, self.args.mm_projector_lr)):
-                for use_decay in (True, False):
-                    params = [p for n, p in opt_model.named_parameters()
-                              if p.requires_grad and (PROJECTOR_KEY in n) == is_projector and (n in decay) == use_decay]
-                    if params:
-                        groups.append({"params": params, "lr": lr,
-                                       "weight_decay": self.args.weight_decay if use_decay else 0.0})
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("lr", None)
-            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
-        super().create_optimizer(model)
-        self._install_step_guard(self.optimizer)
-        return self.optimizer
+            self.optimizer = optimizer_cls(self.param_groups(opt_model), lr=self.args.learning_rate, **optimizer_kwargs)
+        return super().create_optimizer(model)
+
+    def _configure_deepspeed_optimizer(self, model) -> None:
+        """The DeepSpeed config has an `optimizer` block (e.g. upstream's zero3_offload.json): DeepSpeed builds that
+        optimizer (its CPU Adam under offload) when the engine starts. transformers hands it a flat parameter list,
+        which would drop the projector's learning rate and the no-decay group: hand it `param_groups` instead. A
+        `scheduler` block replaces --lr_scheduler_type (said once). WarmupLR and WarmupDecayLR get each group's
+        own peak ("auto" is --learning_rate, which transformers requires), WarmupCosineLR scales each group's own
+        learning rate anyway; OneCycle and LRRangeTest with one number set every group alike, which is said."""
+        groups = self.param_groups(model)
+        self.optimizer.params = groups
+        config = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
+        scheduler = config.get("scheduler")
+        if not scheduler:
+            return
+        lrs = [g["lr"] for g in groups]
+        params = scheduler.setdefault("params", {})
+        kind = scheduler.get("type")
+        logger.warning("the DeepSpeed config's scheduler block (%s) replaces --lr_scheduler_type %s", kind,
+                       self.args.lr_scheduler_type.value if hasattr(self.args.lr_scheduler_type, "value")
+                       else self.args.lr_scheduler_type)
+        if len(set(lrs)) == 1 or kind == "WarmupCosineLR":
+            return
+        if kind in ("WarmupLR", "WarmupDecayLR"):
+            params["warmup_max_lr"] = lrs
+        elif not any(isinstance(v, (list, tuple)) for v in params.values()):
+            logger.warning("the DeepSpeed scheduler %s sets one learning rate schedule for every param group: "
+                           "--mm_projector_lr %s is not applied (use WarmupLR, WarmupDecayLR or WarmupCosineLR, "
+                           "or per-group lists in its params)", kind, self.args.mm_projector_lr)
 
     def _install_step_guard(self, optimizer) -> None:
-        """Let `--nan_policy skip` drop an optimizer step: its gradients are discarded and nothing is merged
-        (the plugin's hooks run inside the real step). DeepSpeed's own overflow check may skip it first."""
+        """Let `--nan_policy skip` drop an optimizer step of `client_optimizer`: its gradients are discarded and
+        nothing is merged (the plugin's hooks run inside the real step). DeepSpeed's own overflow check may skip it
+        first. Installed when training begins, when the optimizer DeepSpeed steps exists."""
         if getattr(optimizer, "_llava_guarded", False):
             return
         original_step = optimizer.step
@@ -197,17 +252,13 @@ class LLaVATrainer(Trainer):
         if state_dict is None:
             state_dict = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
         trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
-        state = {self._param_name(k): v for k, v in state_dict.items()}
+        state = {canonical_name(k): v for k, v in state_dict.items()}
         state = {k: v for k, v in state.items() if k in trainable}
         lora = {k: v for k, v in state.items() if "lora_" in k}
         others = {k: v for k, v in state.items() if "lora_" not in k}
         ckpt.save_lora_dir(self.model, output_dir, lora, others)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
         return None
-
-    def _param_name(self, key: str) -> str:
-        """A state_dict key (possibly without PEFT's adapter name, as DeepSpeed gives them) -> parameter name."""
-        return key if not key.startswith("module.") else key[len("module."):]
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Non-DeepSpeed resume of a LoRA run: the adapter and the projector (PEFT's loader only knows the first)."""
