@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from playground.make_mini_coin import Painter, place_phrase, sample_scene
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.scene import place_phrase, sample_scene
 
 
 def check_base(base: Path, count: int = 64, seed: int = 0, select_layer: int = -2, batch_size: int = 32) -> dict:
