@@ -1,9 +1,5 @@
 """Constants with upstream LLaVA's names and values."""
 
-CONTROLLER_HEART_BEAT_EXPIRATION = 30
-WORKER_HEART_BEAT_INTERVAL = 15
-LOGDIR = "."
-
 # Label value ignored by the loss.
 IGNORE_INDEX = -100
 # Placeholder id that `tokenizer_image_token` puts where "<image>" stood; the dataset and the eval scripts
@@ -11,6 +7,3 @@ IGNORE_INDEX = -100
 IMAGE_TOKEN_INDEX = -200
 DEFAULT_IMAGE_TOKEN = "<image>"
 DEFAULT_IMAGE_PATCH_TOKEN = "<im_patch>"
-DEFAULT_IM_START_TOKEN = "<im_start>"
-DEFAULT_IM_END_TOKEN = "<im_end>"
-IMAGE_PLACEHOLDER = "<image-placeholder>"

@@ -189,7 +189,6 @@ conv_chatml_direct = Conversation(
     sep_style=SeparatorStyle.MPT, sep="<|im_end|>",
 )
 
-default_conversation = conv_vicuna_v1
 conv_templates = {
     "v1": conv_vicuna_v1,
     "vicuna_v1": conv_vicuna_v1,

@@ -1,19 +1,50 @@
 """Image and token helpers with upstream LLaVA's names and behaviour, plus the image-token expansion that
-transformers' Llava needs (one real `<image>` token per image feature instead of one placeholder)."""
+transformers' Llava needs (one real `<image>` token per image feature instead of one placeholder).
+
+Images are read (`load_image`) and turned into pixel values (`image_pixels`) here only: training
+(llava/train/data.py) and every inference script (llava/eval/run_vqa.py) call the same two functions, so an image
+preprocessed with the same aspect-ratio setting gives the same tensor in both."""
 from __future__ import annotations
 
-import base64
-from io import BytesIO
+import os
 
 import torch
-from PIL import Image
-from transformers import StoppingCriteria
+from PIL import Image, UnidentifiedImageError
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
+# upstream's `--image_aspect_ratio` values this package implements: "pad" pads to a square of the mean colour before
+# the processor, "square" (upstream's default) leaves the image to the processor's resize + centre crop.
+IMAGE_ASPECT_RATIOS = ("pad", "square")
 
-def load_image_from_base64(image: str) -> Image.Image:
-    return Image.open(BytesIO(base64.b64decode(image)))
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """The image file at path as RGB (L, LA, P, CMYK, RGBA and other modes converted). Raises FileNotFoundError
+    when the file is missing, ValueError ("cannot read image PATH: why") when PIL cannot read it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+
+
+def check_aspect_ratio(aspect_ratio: str) -> str:
+    """aspect_ratio if it is one of IMAGE_ASPECT_RATIOS, else a ValueError naming the choices."""
+    if aspect_ratio not in IMAGE_ASPECT_RATIOS:
+        raise ValueError(f"image_aspect_ratio {aspect_ratio!r} is not supported: choose one of {IMAGE_ASPECT_RATIOS}")
+    return aspect_ratio
+
+
+def image_pixels(image: Image.Image, image_processor, aspect_ratio: str) -> torch.Tensor:
+    """Pixel values [3, H, W] (the processor's crop size, normalised by its mean and std) of an RGB image:
+    aspect_ratio "pad" first pads it to a square of the processor's mean colour (upstream's `expand2square`),
+    "square" leaves it to the processor (resize of the shorter side + centre crop)."""
+    if check_aspect_ratio(aspect_ratio) == "pad":
+        image = expand2square(image, pad_background(image_processor))
+    return image_processor(image, return_tensors="pt")["pixel_values"][0]
 
 
 def expand2square(pil_img: Image.Image, background_color) -> Image.Image:
@@ -30,21 +61,6 @@ def expand2square(pil_img: Image.Image, background_color) -> Image.Image:
 def pad_background(image_processor) -> tuple[int, ...]:
     """The padding colour upstream uses: the processor's mean, in 0-255."""
     return tuple(int(x * 255) for x in image_processor.image_mean)
-
-
-def process_images(images, image_processor, model_cfg) -> torch.Tensor | list[torch.Tensor]:
-    """Preprocess PIL images as the model was trained: `image_aspect_ratio == "pad"` pads to a square with the
-    mean colour first; otherwise the processor's resize + centre crop. Returns a stacked tensor when all shapes
-    agree (always, for CLIP), else a list."""
-    aspect = getattr(model_cfg, "image_aspect_ratio", None)
-    new_images = []
-    for image in images:
-        if aspect == "pad":
-            image = expand2square(image.convert("RGB"), pad_background(image_processor))
-        new_images.append(image_processor(image, return_tensors="pt")["pixel_values"][0])
-    if all(x.shape == new_images[0].shape for x in new_images):
-        return torch.stack(new_images, dim=0)
-    return new_images
 
 
 def _chunk_encodings(prompt: str, tokenizer):
@@ -110,35 +126,3 @@ def get_model_name_from_path(model_path: str) -> str:
     if parts[-1].startswith("checkpoint-"):
         return parts[-2] + "_" + parts[-1]
     return parts[-1]
-
-
-class KeywordsStoppingCriteria(StoppingCriteria):
-    """Stop a row once its generated tail ends with one of `keywords` (by ids or by decoded text)."""
-
-    def __init__(self, keywords, tokenizer, input_ids):
-        self.keywords = keywords
-        self.keyword_ids = []
-        self.max_keyword_len = 0
-        for keyword in keywords:
-            cur = tokenizer(keyword).input_ids
-            if len(cur) > 1 and cur[0] == tokenizer.bos_token_id:
-                cur = cur[1:]
-            self.max_keyword_len = max(self.max_keyword_len, len(cur))
-            self.keyword_ids.append(torch.tensor(cur))
-        self.tokenizer = tokenizer
-        self.start_len = input_ids.shape[1]
-
-    def _row_done(self, row: torch.Tensor) -> bool:
-        offset = min(row.shape[0] - self.start_len, self.max_keyword_len)
-        for keyword_id in self.keyword_ids:
-            n = keyword_id.shape[0]
-            if row.shape[0] >= n and torch.equal(row[-n:].cpu(), keyword_id):
-                return True
-        if offset <= 0:
-            return False
-        tail = self.tokenizer.decode(row[-offset:], skip_special_tokens=True)
-        return any(keyword in tail for keyword in self.keywords)
-
-    def __call__(self, output_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        done = [self._row_done(row) for row in output_ids]
-        return torch.tensor(done, dtype=torch.bool, device=output_ids.device)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from playground.make_mini_coin import Painter, place_phrase, sample_scene
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.scene import place_phrase, sample_scene
 
 
 def check_base(base: Path, count: int = 64, seed: int = 0, select_layer: int = -2, batch_size: int = 32) -> dict:
@@ -28,7 +29,8 @@ def check_base(base: Path, count: int = 64, seed: int = 0, select_layer: int = -
     --mm_vision_select_layer (the layer the base was trained to read)."""
     from transformers import AutoTokenizer
 
-    from llava.eval.run_vqa import build_prompt, generate_batch, pixel_values
+    from llava.eval.run_vqa import build_prompt, generate_batch
+    from llava.mm_utils import image_pixels
     from llava.model.builder import build_llava, load_image_processor, load_pretrained_projector
 
     tokenizer = AutoTokenizer.from_pretrained(base / "lm")
@@ -41,7 +43,7 @@ def check_base(base: Path, count: int = 64, seed: int = 0, select_layer: int = -
     painter = Painter(size, size // model.config.vision_config.patch_size)
     rng = random.Random(f"mini-base-check/{seed}")
     scenes = [sample_scene(rng, painter.grid, 1, 1)[0] for _ in range(count)]
-    images = [pixel_values(painter.scene([item]), processor, "pad", model.config) for item in scenes]
+    images = [image_pixels(painter.scene([item]), processor, "pad") for item in scenes]
     decoding = types.SimpleNamespace(temperature=0, top_p=None, num_beams=1, max_new_tokens=12)
     questions = {"shape": (lambda item: f"Which shape is {item.colour}?", lambda item: item.shape),
                  "colour": (lambda item: f"Which colour does the {item.shape} have?", lambda item: item.colour),

@@ -8,14 +8,14 @@ in a scene at chance (25 %), so the tasks that ask about a named shape in a scen
 cross?") stay near chance even jointly trained. With this phase and the tower frozen in alignment, bases read shapes
 on some seeds and not on others (tuning.md), so scripts/mini/pretrain.sh checks each base and retries.
 
-What: random mini-CoIN images from playground/make_mini_coin.py's painter, one label per cell of the patch grid (3x3
-for mini): scenes (1-4 objects) label every cell's shape (4 + empty) and colour (6 + empty); signs and book covers
-(half of each batch, when their words have one letter per cell) label every cell's letter (or none); every patch is
-also labelled with its own place (cell index), at a lower weight (--place_weight): without it the tower's output
-holds no position at all (a linear probe finds the cell 12 % of the time) and the bases cannot tell columns apart,
-at full weight position takes half of the features' variance and crowds out shape (tuning.md). Linear heads on
-the patch features of layer `--select_layer` (the layer the LLaVA projector reads) are trained with cross-entropy,
-then thrown away; the tower is written back in place (config, weights, image processor), ready for
+What: random mini-CoIN images from the generator's painter (playground/mini_coin/drawing.py), one label per cell of
+the patch grid (3x3 for mini): scenes (1-4 objects) label every cell's shape (4 + empty) and colour (6 + empty);
+signs and book covers (half of each batch, when their words have one letter per cell) label every cell's letter (or
+none); every patch is also labelled with its own place (cell index), at a lower weight (--place_weight): without it
+the tower's output holds no position at all (a linear probe finds the cell 12 % of the time) and the bases cannot
+tell columns apart, at full weight position takes half of the features' variance and crowds out shape (tuning.md).
+Linear heads on the patch features of layer `--select_layer` (the layer the LLaVA projector reads) are trained with
+cross-entropy, then thrown away; the tower is written back in place (config, weights, image processor), ready for
 scripts/mini/pretrain.sh's alignment phase (which keeps it frozen by default: ALIGN_TOWER=False).
 
     python playground/mini_vision_pretrain.py --vision_tower DIR --steps 300 [--batch_size 64 --lr 1e-3 --seed 0]
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from playground.make_mini_coin import (BOOK_AUTHORS, BOOK_TITLES, COLOUR_NAMES, SHAPES, SIGN_WORDS, Painter,
-                                        sample_book, sample_scene)
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.scene import sample_book, sample_scene
+from playground.mini_coin.vocabulary import BOOK_AUTHORS, BOOK_TITLES, COLOUR_NAMES, SHAPES, SIGN_WORDS
 
 IGNORE = -100  # a label the loss skips (cross_entropy's ignore_index)
 

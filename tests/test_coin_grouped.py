@@ -20,13 +20,15 @@ import pytest
 
 from conftest import subprocess_env
 from llaca_plugin.grouping import decide
-from playground import make_mini_coin as mc
+from playground.mini_coin.generate import generate
+from playground.mini_coin.tasks import GROUNDING_INSTRUCTION, IMAGENET_QUESTION, SHORT_ANSWER, SQA_INSTRUCTION
+from playground.mini_coin.tasks import TASKS as MINI_TASKS
 from test_coin_chain import BIN, FAKE_DEEPSPEED, free_port, mtimes
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
 CHAIN = COIN / "Train_LLaCA_grouped"
-TASKS = list(mc.TASKS)
+TASKS = list(MINI_TASKS)
 SCRIPTS = dict(zip(TASKS, ["1_Science.sh", "2_TextVQA.sh", "3_ImageNet.sh", "4_GQA.sh", "5_VizWiz.sh",
                            "6_Grounding.sh", "7_vqav2.sh", "8_OCRVQA.sh"]))
 
@@ -87,7 +89,7 @@ def routes(env: dict, **extra) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("coin_grouped")
-    mc.generate(root / "data", seed=0, train_per_task=2, test_per_task=2, pretrain_size=0)
+    generate(root / "data", seed=0, train_per_task=2, test_per_task=2, pretrain_size=0)
     for d in ("lm", "vision"):
         (root / d).mkdir()
     (root / "mm_projector.bin").write_bytes(b"x")
@@ -146,11 +148,11 @@ def test_groups_from_the_instructions_reproduce_the_released_chain(released, wor
         assert sorted(p.name for p in (out / "codebook").iterdir()) == [
             f"instruction_{k}.txt" for k in range(1, groups_so_far + 1)], task
     book = method_dir / "OCRVQA" / "codebook"
-    assert (book / "instruction_1.txt").read_text() == mc.SQA_INSTRUCTION + "\n"
-    assert (book / "instruction_2.txt").read_text() == mc.SHORT_ANSWER + "\n"
-    assert (book / "instruction_3.txt").read_text() == mc.IMAGENET_QUESTION + "\n"
-    assert (book / "instruction_4.txt").read_text() == mc.GROUNDING_INSTRUCTION + "\n"
-    assert (method_dir / "ImageNet" / "codebook" / "instruction_3.txt").read_text() == mc.IMAGENET_QUESTION + "\n"
+    assert (book / "instruction_1.txt").read_text() == SQA_INSTRUCTION + "\n"
+    assert (book / "instruction_2.txt").read_text() == SHORT_ANSWER + "\n"
+    assert (book / "instruction_3.txt").read_text() == IMAGENET_QUESTION + "\n"
+    assert (book / "instruction_4.txt").read_text() == GROUNDING_INSTRUCTION + "\n"
+    assert (method_dir / "ImageNet" / "codebook" / "instruction_3.txt").read_text() == IMAGENET_QUESTION + "\n"
     assert not (method_dir / "GQA" / "codebook" / "instruction_4.txt").exists()
     assert {p.name: p.read_text() for p in (method_dir / "codebook").iterdir()} == \
         {p.name: p.read_text() for p in book.iterdir()}  # the chain's codebook: the last stage's
@@ -242,7 +244,7 @@ def test_real_grouped_chain_and_routed_matrix(tmp_path, tiny):
     if not (BIN / "deepspeed").exists():
         pytest.skip("needs the deepspeed launcher in the test interpreter's bin/")
     tasks = ["ScienceQA", "TextVQA", "GQA"]
-    mc.generate(tmp_path / "data", seed=0, train_per_task=4, test_per_task=2, pretrain_size=0, tasks=tuple(tasks))
+    generate(tmp_path / "data", seed=0, train_per_task=4, test_per_task=2, pretrain_size=0, tasks=tuple(tasks))
     env = subprocess_env(
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHON=sys.executable, DEEPSPEED=BIN / "deepspeed",
         BASE_LM=tiny / "lm", VISION_TOWER=tiny / "vision", PRETRAIN_PROJECTOR=tiny / "mm_projector.bin",

@@ -9,7 +9,8 @@ import pytest
 
 from llaca_plugin import grouping
 from llaca_plugin.grouping import GroupDecision, GroupingError, commit, decide, extract_instructions
-from playground import make_mini_coin as mc
+from playground.mini_coin.generate import generate
+from playground.mini_coin.tasks import EVAL_SPLITS, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 SQA = "Answer with the option's letter from the given choices directly."
@@ -176,22 +177,22 @@ GROUP_TABLE = {"ScienceQA": (1, True), "TextVQA": (2, True), "ImageNet": (3, Tru
 @pytest.fixture(scope="module")
 def mini_coin(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mini_coin")
-    mc.generate(root, seed=0, train_per_task=12, test_per_task=6, pretrain_size=0)
+    generate(root, seed=0, train_per_task=12, test_per_task=6, pretrain_size=0)
     return root / "Instructions"
 
 
 def eval_files(instructions: Path, task: str) -> list[Path]:
-    return [instructions / task / f"{split}.json" for split in mc.EVAL_SPLITS.get(task, ("test",)) + ("test",)]
+    return [instructions / task / f"{split}.json" for split in EVAL_SPLITS.get(task, ("test",)) + ("test",)]
 
 
 def test_mini_coin_in_coin_order_reproduces_the_released_group_table(mini_coin, tmp_path):
     book = tmp_path / "codebook"
-    for stage, task in enumerate(mc.TASKS):
+    for stage, task in enumerate(TASKS):
         decision = decide(book, mini_coin / task / "train.json")
         assert (decision.group, decision.new) == GROUP_TABLE[task], task
         assert decision.new or decision.similarity == pytest.approx(1.0)
         commit(book, mini_coin / task / "train.json", decision.group)
-        for seen in mc.TASKS[: stage + 1]:  # every test file seen so far routes to its task's group
+        for seen in TASKS[: stage + 1]:  # every test file seen so far routes to its task's group
             for path in eval_files(mini_coin, seen):
                 assert decide(book, path).group == GROUP_TABLE[seen][0], (task, path)
     assert sorted(p.name for p in book.iterdir()) == [f"instruction_{k}.txt" for k in (1, 2, 3, 4)]
@@ -199,7 +200,7 @@ def test_mini_coin_in_coin_order_reproduces_the_released_group_table(mini_coin, 
 
 def test_released_imagenet_test_rule_falls_back_to_the_newest_group(mini_coin, tmp_path):
     book = tmp_path / "codebook"
-    for task in mc.TASKS:
+    for task in TASKS:
         commit(book, mini_coin / task / "train.json", GROUP_TABLE[task][0])
     released = decide(book, mini_coin / "ImageNet" / "test.json", released_imagenet_test_rule=True)
     assert released.group == 4 and released.similarity == pytest.approx(0.7765, abs=1e-3)  # Grounding's group

@@ -11,13 +11,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from playground import make_mini_coin as mc
+from playground.make_mini_coin import FORMAT_VERSION
+from playground.mini_coin import tasks, vocabulary
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.generate import generate
+from playground.mini_coin.scene import sample_row_pair
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(train_per_task=20, test_per_task=10, pretrain_size=50)
-EVAL_FILES = {task: mc.EVAL_SPLITS.get(task, ("test",)) for task in mc.TASKS}
-TASK_LINES = (mc.SQA_INSTRUCTION, mc.SHORT_ANSWER, mc.VIZWIZ_UNANSWERABLE, mc.GROUNDING_INSTRUCTION,
-              mc.IMAGENET_QUESTION)
+EVAL_FILES = {task: tasks.EVAL_SPLITS.get(task, ("test",)) for task in tasks.TASKS}
+TASK_LINES = (tasks.SQA_INSTRUCTION, tasks.SHORT_ANSWER, tasks.VIZWIZ_UNANSWERABLE, tasks.GROUNDING_INSTRUCTION,
+              tasks.IMAGENET_QUESTION)
 BOX = re.compile(r"^\[(\d\.\d\d), (\d\.\d\d), (\d\.\d\d), (\d\.\d\d)\]$")
 
 
@@ -35,7 +39,7 @@ def tree_digest(root: Path) -> str:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mini_coin")
-    mc.generate(root, seed=0, **SMALL)
+    generate(root, seed=0, **SMALL)
     return root
 
 
@@ -46,7 +50,7 @@ def open_image(data: Path, relpath: str) -> Image.Image:
 
 
 def test_train_files_are_llava_conversations(data):
-    for task in mc.TASKS:
+    for task in tasks.TASKS:
         records = load(data / "Instructions" / task / "train.json")
         assert len(records) == SMALL["train_per_task"]
         for record in records:
@@ -68,12 +72,12 @@ def test_eval_files_hold_question_text_and_ground_truth(data):
                 assert "<image>" not in record["text"]
                 last_line = record["text"].split("\n")[-1]
                 if task == "Grounding":
-                    assert last_line.startswith(mc.GROUNDING_INSTRUCTION + ": ")
+                    assert last_line.startswith(tasks.GROUNDING_INSTRUCTION + ": ")
                     assert record["size"] == [96, 96]
                     x1, y1, x2, y2 = map(float, BOX.match(record["answer_bbox"]).groups())
                     assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
                 else:
-                    assert last_line == mc.INSTRUCTION_LINES[task][-1]
+                    assert last_line == tasks.INSTRUCTION_LINES[task][-1]
                     assert record["answer"]
                 if task in ("VizWiz", "VQAv2"):
                     assert len(record["answers"]) == 10 and record["answer"] in record["answers"]
@@ -85,11 +89,11 @@ def test_answer_formats_follow_the_real_tasks(data):
         return [r["conversations"][1]["value"] for r in load(data / "Instructions" / task / "train.json")]
 
     assert set(answers("ScienceQA")) <= set("ABCD")
-    assert set(answers("TextVQA")) <= set(mc.SIGN_WORDS)
-    assert set(answers("ImageNet")) <= set(mc.OBJECTS)
+    assert set(answers("TextVQA")) <= set(vocabulary.SIGN_WORDS)
+    assert set(answers("ImageNet")) <= set(vocabulary.OBJECTS)
     assert all(BOX.match(answer) for answer in answers("Grounding"))
     assert all(answer == answer.lower() for answer in answers("GQA") + answers("VizWiz") + answers("VQAv2"))
-    ocr = set(mc.BOOK_AUTHORS) | {t.title() for t in mc.BOOK_TITLES} | set(mc.BOOK_GENRES.values()) | {"Yes", "No"}
+    ocr = set(vocabulary.BOOK_AUTHORS) | {t.title() for t in vocabulary.BOOK_TITLES} | set(vocabulary.BOOK_GENRES.values()) | {"Yes", "No"}
     assert set(answers("OCRVQA")) <= ocr
     vizwiz_eval = [r["answer"] for r in load(data / "Instructions" / "VizWiz" / "val.json")]
     assert "unanswerable" in answers("VizWiz") + vizwiz_eval
@@ -131,7 +135,7 @@ def test_textvqa_and_gqa_annotations_match_questions(data):
     for entry, record in zip(textvqa["data"], val):
         assert entry["question_id"] == record["question_id"] and isinstance(entry["question_id"], int)
         assert entry["image_id"] == Path(record["image"]).stem
-        assert record["text"] == f"{entry['question']}\n{mc.SHORT_ANSWER}"
+        assert record["text"] == f"{entry['question']}\n{tasks.SHORT_ANSWER}"
         assert len(entry["answers"]) == 10 and entry["answers"].count(record["answer"]) >= 8
     gqa = load(data / "cl_dataset" / "GQA" / "testdev_balanced_questions.json")
     test = load(data / "Instructions" / "GQA" / "test.json")
@@ -147,11 +151,11 @@ def test_textvqa_and_gqa_annotations_match_questions(data):
 def test_gqa_scenes_are_two_objects_side_by_side_named_by_colour_and_shape():
     """Each GQA question is answerable from the picture: the named objects are there (except in a "no" existence
     question, whose colour is not), and left/right answers follow the objects' columns."""
-    painter, rng = mc.Painter(96, 3), random.Random(3)
+    painter, rng = Painter(96, 3), random.Random(3)
     kinds = set()
     for _ in range(200):
-        left, right = mc.sample_row_pair(random.Random(rng.random()), 3)
-        maker = rng.choice(list(mc.GQA_QUESTIONS))
+        left, right = sample_row_pair(random.Random(rng.random()), 3)
+        maker = rng.choice(list(tasks.GQA_QUESTIONS))
         question, answer, full, types = maker(rng, left, right)
         kinds.add(types[2])
         names = {f"{o.colour} {o.shape}": o for o in (left, right)}
@@ -170,12 +174,12 @@ def test_gqa_scenes_are_two_objects_side_by_side_named_by_colour_and_shape():
             assert present or not any(f" {o.colour} " in question for o in (left, right))
         assert answer in full.lower()
     assert kinds == {"relS", "positionChoose", "shapeQuery", "existAttrC"}
-    example = mc.make_gqa(random.Random(0), painter)
-    assert example.prompt == f"{example.question}\n{mc.SHORT_ANSWER}" and example.image.size == (96, 96)
+    example = tasks.make_gqa(random.Random(0), painter)
+    assert example.prompt == f"{example.question}\n{tasks.SHORT_ANSWER}" and example.image.size == (96, 96)
 
 
 def test_multitask_is_the_shuffled_union(data):
-    union = [r for task in mc.TASKS for r in load(data / "Instructions" / task / "train.json")]
+    union = [r for task in tasks.TASKS for r in load(data / "Instructions" / task / "train.json")]
     multitask = load(data / "Instructions" / "Multitask" / "train.json")
     key = lambda record: json.dumps(record, sort_keys=True)  # noqa: E731
     assert sorted(map(key, multitask)) == sorted(map(key, union)) and multitask != union
@@ -203,8 +207,8 @@ def test_meta_records_args_and_counts(data):
 
 
 def test_same_seed_same_bytes_other_seed_differs(data, tmp_path):
-    mc.generate(tmp_path / "again", seed=0, **SMALL)
-    mc.generate(tmp_path / "other", seed=1, **SMALL)
+    generate(tmp_path / "again", seed=0, **SMALL)
+    generate(tmp_path / "other", seed=1, **SMALL)
     assert tree_digest(tmp_path / "again") == tree_digest(data)
     assert tree_digest(tmp_path / "other") != tree_digest(data)
 
@@ -225,7 +229,7 @@ def test_cli_task_subset_reproduces_those_tasks(data, tmp_path):
 
 def test_rejects_unknown_task(tmp_path):
     with pytest.raises(ValueError, match="tasks"):
-        mc.generate(tmp_path, seed=0, tasks=("COCO",))
+        generate(tmp_path, seed=0, tasks=("COCO",))
 
 
 def test_cli_train_counts_give_one_task_more_records_and_keep_the_first_ones(data, tmp_path):
@@ -242,7 +246,7 @@ def test_cli_train_counts_give_one_task_more_records_and_keep_the_first_ones(dat
     bad = subprocess.run(command[:-1] + ["GQA=many"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "TASK=N" in bad.stderr
     with pytest.raises(ValueError, match="train_counts: COCO=5"):
-        mc.generate(tmp_path / "x", seed=0, train_counts={"COCO": 5})
+        generate(tmp_path / "x", seed=0, train_counts={"COCO": 5})
 
 
 # The bytes the generator writes for seed 0 with SMALL and GQA=30, at FORMAT_VERSION 1. Cached data, bases and
@@ -252,6 +256,6 @@ FORMAT_DIGESTS = {1: "d80c63bb2a51f653183257c00b9ad6e4d79d8bbfa1e5c0687df57e1de3
 
 
 def test_output_is_pinned_to_the_format_version(tmp_path):
-    mc.generate(tmp_path, seed=0, **SMALL, train_counts={"GQA": 30})
-    assert tree_digest(tmp_path) == FORMAT_DIGESTS.get(mc.FORMAT_VERSION), (
+    generate(tmp_path, seed=0, **SMALL, train_counts={"GQA": 30})
+    assert tree_digest(tmp_path) == FORMAT_DIGESTS.get(FORMAT_VERSION), (
         "the generator's output changed: bump FORMAT_VERSION in playground/make_mini_coin.py and pin the new digest")

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import CLIPVisionModel
 
-from playground.make_mini_coin import SHAPES, Painter
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.vocabulary import SHAPES
 from playground.mini_vision_pretrain import (IGNORE, LETTERS, WORDS, VisionPretrainConfig, labelled_batch, main,
                                              pretrain_tower)
 

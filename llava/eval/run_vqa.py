@@ -20,7 +20,7 @@ from tqdm import tqdm
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import conv_templates
 from llava.eval.CoIN.common import index_questions, load_questions
-from llava.mm_utils import (expand2square, expand_image_tokens, get_model_name_from_path, pad_background,
+from llava.mm_utils import (expand_image_tokens, get_model_name_from_path, image_pixels, load_image,
                             tokenizer_image_token)
 from llava.utils import atomic_write_text
 
@@ -96,27 +96,25 @@ def build_prompt(text: str, has_image: bool, conv_mode: str) -> str:
     return conv.get_prompt()
 
 
-def load_rgb(path: str):
-    from PIL import Image
+def aspect_ratio(mode: str, model_config) -> str:
+    """The training `image_aspect_ratio` an --image-preprocess mode stands for: "pad" pads to a square, "crop" is
+    the processor's resize + centre crop (training's "square"), "model" is what the model was trained with (its
+    config's image_aspect_ratio; "square", upstream's default, when the config records none)."""
+    if mode == "model":
+        return getattr(model_config, "image_aspect_ratio", None) or "square"
+    if mode not in IMAGE_PREPROCESS:
+        raise ValueError(f"--image-preprocess {mode!r}: choose one of {IMAGE_PREPROCESS}")
+    return {"pad": "pad", "crop": "square"}[mode]
 
+
+def question_pixels(path: str, image_processor, mode: str, model_config) -> torch.Tensor:
+    """[3, H, W] pixel values of the image file at path, read and preprocessed as training does for
+    aspect_ratio(mode, model_config) (llava.mm_utils.load_image and image_pixels)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+        image = load_image(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file missing: {path} (check --image-folder)") from None
-    except OSError as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
-
-
-def pixel_values(image, image_processor, mode: str, model_config) -> torch.Tensor:
-    """[3, H, W]: padded to a square with the mean colour ("pad"), or resize + centre crop ("crop"), or as the
-    model was trained ("model": the config's image_aspect_ratio)."""
-    if mode == "model":
-        mode = "pad" if getattr(model_config, "image_aspect_ratio", None) == "pad" else "crop"
-    if mode == "pad":
-        image = expand2square(image, pad_background(image_processor))
-    return image_processor(image, return_tensors="pt")["pixel_values"][0]
+    return image_pixels(image, image_processor, aspect_ratio(mode, model_config))
 
 
 @torch.inference_mode()
@@ -185,8 +183,8 @@ def run(args, defaults: ScriptDefaults) -> None:
             prompts.append(build_prompt(text, has_image, args.conv_mode))
             recorded.append((DEFAULT_IMAGE_TOKEN + "\n" + text) if has_image and defaults.question_style == "conversations"
                             else (item["text"] if "text" in item else text))
-            images.append(pixel_values(load_rgb(os.path.join(args.image_folder, item["image"])), image_processor,
-                                       args.image_preprocess, model.config) if has_image else None)
+            images.append(question_pixels(os.path.join(args.image_folder, item["image"]), image_processor,
+                                          args.image_preprocess, model.config) if has_image else None)
         answers = generate_batch(model, tokenizer, prompts, images, args)
         for item, prompt_text, answer in zip(batch, recorded, answers):
             qid = item["question_id"] if "question_id" in item else item["id"]

@@ -14,12 +14,12 @@ import random
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from llava import conversation as conversation_lib
 from llava.constants import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from llava.mm_utils import expand2square, pad_background, tokenize_with_offsets
+from llava.mm_utils import check_aspect_ratio, image_pixels, load_image, tokenize_with_offsets
 from llava.utils import load_json
 
 logger = logging.getLogger(__name__)
@@ -196,24 +196,15 @@ def tokenize_sample(sample: Sample, tokenizer, spec: TokenizerSpec) -> tuple[lis
     return input_ids, label_ids, truncated
 
 
-def load_image(sample: Sample, image_folder: str | None) -> Image.Image:
-    """The record's image as RGB (L, LA, P, CMYK, RGBA and other modes are converted)."""
+def read_image(sample: Sample, image_folder: str | None) -> Image.Image:
+    """The record's image as RGB (llava.mm_utils.load_image, as the inference scripts read it)."""
     path = image_path(sample.record["image"], image_folder)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+        return load_image(path)
     except FileNotFoundError:
         raise sample.error(f"image file missing: {path}", "Check --image_folder and the record's `image` path") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise sample.error(f"cannot read image {path}: {e}", "Replace the file or remove the record") from None
-
-
-def image_tensor(image: Image.Image, image_processor, aspect_ratio: str) -> torch.Tensor:
-    """Pixel values [3, H, W]: padded to a square with the mean colour when `aspect_ratio == "pad"`."""
-    if aspect_ratio == "pad":
-        image = expand2square(image, pad_background(image_processor))
-    return image_processor(image, return_tensors="pt")["pixel_values"][0]
+    except ValueError as e:
+        raise sample.error(str(e), "Replace the file or remove the record") from None
 
 
 class LazySupervisedDataset(Dataset):
@@ -229,7 +220,7 @@ class LazySupervisedDataset(Dataset):
         self.spec = spec
         self.image_processor = image_processor
         self.image_folder = image_folder
-        self.image_aspect_ratio = image_aspect_ratio
+        self.image_aspect_ratio = check_aspect_ratio(image_aspect_ratio)
         self.samples = load_samples(data_path, memory_data_path, seed)
         self.lengths: list[int] = []
         n_truncated = 0
@@ -263,8 +254,8 @@ class LazySupervisedDataset(Dataset):
                 "labels": torch.tensor(labels, dtype=torch.long),
                 "record_id": f"{sample.source} record {sample.index} (id={sample.record_id})"}
         if "image" in sample.record:
-            image = load_image(sample, self.image_folder)
-            item["pixel_values"] = image_tensor(image, self.image_processor, self.image_aspect_ratio)
+            image = read_image(sample, self.image_folder)
+            item["pixel_values"] = image_pixels(image, self.image_processor, self.image_aspect_ratio)
         return item
 
 

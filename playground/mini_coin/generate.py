@@ -1,0 +1,131 @@
+"""Writing mini-CoIN: its settings (MiniCoinConfig), the per-task instruction files with their images and
+annotations, the multitask union, the pre-training set and the metadata file. Every (task, split) and the
+pre-training set draw from their own random stream seeded with (seed, name)."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from playground.mini_coin.drawing import Painter
+from playground.mini_coin.formats import (INTEGER_IDS, Annotations, eval_record, image_relpath, numeric_id,
+                                          train_record, write_json)
+from playground.mini_coin.pretraining import PRETRAIN_MAKERS
+from playground.mini_coin.tasks import DEFAULT_EVAL_SPLITS, EVAL_SPLITS, INSTRUCTION_LINES, TASK_MAKERS, TASKS
+from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TITLES, COLOUR_NAMES, OBJECTS, SHAPES,
+                                             SIGN_WORDS)
+
+
+@dataclass(frozen=True)
+class MiniCoinConfig:
+    """output_dir: root of the dataset; counts are records per task and split (val and test get test_per_task
+    each; train gets train_counts[task] where given, else train_per_task); image_size in pixels; grid: cells per
+    side (a cell = one patch when patch = image_size / grid)."""
+
+    output_dir: Path
+    seed: int = 0
+    train_per_task: int = 1000
+    test_per_task: int = 200
+    train_counts: dict[str, int] = field(default_factory=dict)
+    tasks: tuple[str, ...] = TASKS
+    pretrain_size: int = 20000
+    image_size: int = 96
+    grid: int = 3
+
+    def __post_init__(self) -> None:
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
+        object.__setattr__(self, "tasks", tuple(task for task in TASKS if task in self.tasks))
+        for name in ("train_per_task", "test_per_task", "pretrain_size"):
+            if not 0 <= getattr(self, name) < 1_000_000:
+                raise ValueError(f"{name} must be in [0, 1e6)")
+        for task, count in self.train_counts.items():
+            if task not in TASKS or not 0 <= count < 1_000_000:
+                raise ValueError(f"train_counts: {task}={count} needs a task of {TASKS} and a count in [0, 1e6)")
+        if self.grid < 2 or self.image_size < 16 * self.grid:
+            raise ValueError("need grid >= 2 and image_size >= 16 * grid")
+
+
+class ImageWriter:
+    """Saves PNGs under a root folder (creating each folder once)."""
+
+    def __init__(self, root: Path):
+        self.root, self.made = root, set()
+
+    def save(self, relpath: str, image: Image.Image) -> None:
+        path = self.root / relpath
+        if path.parent not in self.made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.made.add(path.parent)
+        image.save(path, format="PNG", compress_level=1)
+
+
+def write_task(config: MiniCoinConfig, task: str, painter: Painter, images: ImageWriter,
+               notes: Annotations) -> dict[str, list[dict]]:
+    """Write Instructions/<task>/<split>.json for train and the task's eval splits; return the records."""
+    written = {}
+    for split in ("train",) + EVAL_SPLITS.get(task, DEFAULT_EVAL_SPLITS):
+        rng = random.Random(f"mini-coin/{config.seed}/{task}/{split}")
+        count = config.train_counts.get(task, config.train_per_task) if split == "train" else config.test_per_task
+        records = []
+        for index in range(count):
+            example = TASK_MAKERS[task](rng, painter)
+            number = numeric_id(task, split, index)
+            ident = number if task in INTEGER_IDS else str(number)
+            relpath = image_relpath(task, split, number, example)
+            images.save(relpath, example.image)
+            notes.add(task, split, ident, relpath, example)
+            records.append(train_record(ident, relpath, example) if split == "train"
+                           else eval_record(task, ident, relpath, example))
+        write_json(config.output_dir / "Instructions" / task / f"{split}.json", records)
+        written[split] = records
+    return written
+
+
+def write_pretrain(config: MiniCoinConfig, painter: Painter, images: ImageWriter) -> None:
+    """Pretrain/pretrain.json: single-turn LLaVA conversations, images under cl_dataset/Pretrain/."""
+    rng = random.Random(f"mini-coin/{config.seed}/Pretrain")
+    makers, weights = list(PRETRAIN_MAKERS), list(PRETRAIN_MAKERS.values())
+    records = []
+    for index in range(config.pretrain_size):
+        image, question, answer = rng.choices(makers, weights=weights)[0](rng, painter)
+        relpath = f"Pretrain/{index:06d}.png"
+        images.save(relpath, image)
+        records.append({
+            "id": f"pretrain_{index:06d}",
+            "image": relpath,
+            "conversations": [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}],
+        })
+    write_json(config.output_dir / "Pretrain" / "pretrain.json", records)
+
+
+def generate(output_dir: str | Path, seed: int = 0, **options) -> dict:
+    """Write mini-CoIN under output_dir (options: the other MiniCoinConfig fields); return the metadata."""
+    config = MiniCoinConfig(output_dir=Path(output_dir), seed=seed, **options)
+    painter = Painter(config.image_size, config.grid)
+    images, notes = ImageWriter(config.output_dir / "cl_dataset"), Annotations()
+    counts, multitask = {}, []
+    for task in config.tasks:
+        written = write_task(config, task, painter, images, notes)
+        counts[task] = {split: len(records) for split, records in written.items()}
+        multitask += written["train"]
+    random.Random(f"mini-coin/{config.seed}/Multitask").shuffle(multitask)
+    write_json(config.output_dir / "Instructions" / "Multitask" / "train.json", multitask)
+    notes.write(config.output_dir / "cl_dataset", config.tasks)
+    write_pretrain(config, painter, images)
+    meta = {
+        "generator": "playground/make_mini_coin.py",
+        "args": {key: value for key, value in asdict(config).items() if key != "output_dir"},
+        "counts": {**counts, "Multitask": {"train": len(multitask)}, "Pretrain": {"train": config.pretrain_size}},
+        "instruction_lines": {task: INSTRUCTION_LINES[task] for task in config.tasks},
+        "vocabulary": {
+            "colours": list(COLOUR_NAMES), "shapes": list(SHAPES), "objects": list(OBJECTS),
+            "sign_words": list(SIGN_WORDS), "book_titles": list(BOOK_TITLES), "book_authors": list(BOOK_AUTHORS),
+            "book_genres": BOOK_GENRES,
+        },
+    }
+    write_json(config.output_dir / "mini_coin_meta.json", meta)
+    return meta
