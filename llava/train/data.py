@@ -24,6 +24,21 @@ from llava.utils import load_json
 
 logger = logging.getLogger(__name__)
 
+# --image_aspect_ratio values and what each does to an image before the CLIP processor (upstream's names).
+IMAGE_ASPECT_RATIOS = {
+    "pad": "pad to a square with the processor's mean colour, then resize (LLaVA-1.5)",
+    "square": "no padding: the processor's resize and centre crop (upstream's default)",
+}
+
+
+def check_image_aspect_ratio(value: str) -> None:
+    """A ValueError naming the supported values unless `value` is one of IMAGE_ASPECT_RATIOS."""
+    if value not in IMAGE_ASPECT_RATIOS:
+        why = " (LLaVA-NeXT's any-resolution tiling)" if value.startswith("anyres") else ""
+        raise ValueError(f"--image_aspect_ratio {value!r} is not implemented{why}; use one of: "
+                         + "; ".join(f"{name} ({what})" for name, what in IMAGE_ASPECT_RATIOS.items()))
+
+
 ROLE_HUMAN = ("human", "user")
 ROLE_GPT = ("gpt", "assistant")
 
@@ -210,7 +225,7 @@ def load_image(sample: Sample, image_folder: str | None) -> Image.Image:
 
 
 def image_tensor(image: Image.Image, image_processor, aspect_ratio: str) -> torch.Tensor:
-    """Pixel values [3, H, W]: padded to a square with the mean colour when `aspect_ratio == "pad"`."""
+    """Pixel values [3, H, W] as IMAGE_ASPECT_RATIOS[aspect_ratio] says."""
     if aspect_ratio == "pad":
         image = expand2square(image, pad_background(image_processor))
     return image_processor(image, return_tensors="pt")["pixel_values"][0]
@@ -222,9 +237,8 @@ class LazySupervisedDataset(Dataset):
     def __init__(self, data_path: str, tokenizer, spec: TokenizerSpec, image_processor=None,
                  image_folder: str | None = None, image_aspect_ratio: str = "square",
                  memory_data_path: str | None = None, seed: int = 42):
-        if spec.conv_version not in conversation_lib.conv_templates:
-            raise ValueError(f"--version {spec.conv_version!r} is not a known conversation template; "
-                             f"choose one of {sorted(conversation_lib.conv_templates)} (LLaVA-1.5 uses v1)")
+        conversation_lib.check_template(spec.conv_version, "--version")
+        check_image_aspect_ratio(image_aspect_ratio)
         self.tokenizer = tokenizer
         self.spec = spec
         self.image_processor = image_processor
