@@ -203,3 +203,10 @@ conv_templates = {
     "chatml_direct": conv_chatml_direct,
     "mistral_direct": conv_chatml_direct,
 }
+
+
+def check_template(name: str, flag: str) -> None:
+    """A ValueError naming `flag` and the known template names unless `name` is one of conv_templates."""
+    if name not in conv_templates:
+        raise ValueError(f"{flag} {name!r} is not a known conversation template; choose one of "
+                         f"{sorted(conv_templates)} (LLaVA-1.5 uses v1)")

@@ -13,9 +13,12 @@ from PIL import Image, UnidentifiedImageError
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
-# upstream's `--image_aspect_ratio` values this package implements: "pad" pads to a square of the mean colour before
-# the processor, "square" (upstream's default) leaves the image to the processor's resize + centre crop.
-IMAGE_ASPECT_RATIOS = ("pad", "square")
+# upstream's `--image_aspect_ratio` values this package implements, and what each does to an image before the CLIP
+# processor.
+IMAGE_ASPECT_RATIOS = {
+    "pad": "pad to a square with the processor's mean colour, then resize (LLaVA-1.5)",
+    "square": "no padding: the processor's resize and centre crop (upstream's default)",
+}
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -32,9 +35,11 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 
 def check_aspect_ratio(aspect_ratio: str) -> str:
-    """aspect_ratio if it is one of IMAGE_ASPECT_RATIOS, else a ValueError naming the choices."""
+    """aspect_ratio if it is one of IMAGE_ASPECT_RATIOS, else a ValueError naming the supported values."""
     if aspect_ratio not in IMAGE_ASPECT_RATIOS:
-        raise ValueError(f"image_aspect_ratio {aspect_ratio!r} is not supported: choose one of {IMAGE_ASPECT_RATIOS}")
+        why = " (LLaVA-NeXT's any-resolution tiling)" if aspect_ratio.startswith("anyres") else ""
+        raise ValueError(f"--image_aspect_ratio {aspect_ratio!r} is not implemented{why}; use one of: "
+                         + "; ".join(f"{name} ({what})" for name, what in IMAGE_ASPECT_RATIOS.items()))
     return aspect_ratio
 
 

@@ -2,6 +2,7 @@
 with errors that name the file, line and column."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -66,6 +67,25 @@ def load_jsonl(path: str | os.PathLike) -> list[Any]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: invalid JSON on line {lineno}, column {e.colno}: {e.msg}") from None
     return out
+
+
+@contextlib.contextmanager
+def hub_cache(cache_dir: str | os.PathLike | None):
+    """Within the block, models, tokenizers and processors named by Hugging Face Hub id are downloaded to and
+    looked up in `cache_dir` (upstream's `--cache_dir`); None keeps the hub's own cache. Local paths are
+    unaffected. transformers and huggingface_hub read `constants.HF_HUB_CACHE` whenever no cache_dir is passed,
+    so one setting covers every from_pretrained call in the block."""
+    if cache_dir is None:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_CACHE
+    constants.HF_HUB_CACHE = os.path.abspath(os.path.expanduser(cache_dir))
+    try:
+        yield
+    finally:
+        constants.HF_HUB_CACHE = saved
 
 
 def run_main(main: Callable[..., Any], *args, **kwargs) -> None:

@@ -139,18 +139,16 @@ def test_scienceqa_upstream_parsing_counts_unparsed_as_wrong():
     assert result["details"]["img_accuracy"] == pytest.approx(100.0)
 
 
-def test_scienceqa_compat_single_character_word_and_seeded_guess():
+def test_scienceqa_compat_single_character_word_and_no_guess():
     questions = [{"question_id": pid} for pid in PROBLEMS]
-    result = eval_science_qa.score(questions, answers_for(SQA_TEXTS), PROBLEMS, compat=True, seed=3)
-    # "option b is right" -> first one-character word "b" -> B (right); "no idea" -> random option
+    result = eval_science_qa.score(questions, answers_for(SQA_TEXTS), PROBLEMS, compat=True)
+    # "option b is right" -> first one-character word "b" -> B (right); "no idea" -> wrong, as in CoIN (its
+    # random-option line comes after `return -1`)
     assert eval_science_qa.parse_coin_letter("option b is right") == "B"
     assert eval_science_qa.parse_coin_letter("The answer is C.") == "C"
     assert eval_science_qa.parse_coin_letter("no idea") == "FAILED"
-    assert result["details"]["guessed"] == 1
-    guess_right = result["details"]["evaluation"]["results"]["14"] == 0
-    assert result["accuracy"] == pytest.approx(100.0 * (4 + guess_right) / 5)
-    again = eval_science_qa.score(questions, answers_for(SQA_TEXTS), PROBLEMS, compat=True, seed=3)
-    assert again["details"]["evaluation"]["results"] == result["details"]["evaluation"]["results"]
+    assert result["accuracy"] == pytest.approx(80.0) and result["details"]["unparsed"] == 1
+    assert result["details"]["evaluation"]["results"]["14"] == -1
 
 
 def test_scienceqa_cli_split_default_and_output_files(tmp_path):

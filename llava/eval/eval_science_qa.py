@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import sys
 from typing import Callable
@@ -47,17 +46,17 @@ def option_index(letter: str, n_choices: int) -> int:
 
 
 def evaluate(problems: dict, pids: list[str], predictions: dict[str, dict],
-             parse: Callable[[str], str] = parse_option_letter, guess: random.Random | None = None) -> dict:
+             parse: Callable[[str], str] = parse_option_letter) -> dict:
     """Score `predictions` (pid -> answer record with "text", "prompt") on `problems[pid]` for pid in `pids`.
 
-    An answer without a valid option index is wrong, unless `guess` is given: then it gets an option drawn
-    with `guess` (CoIN's fallback). Returns {"acc" (percent), "correct", "count", "unparsed", "guessed",
+    An answer without a valid option index is wrong (upstream's and CoIN's `get_pred_idx` return -1 for it; the
+    random option drawn after that `return` never runs). Returns {"acc" (percent), "correct", "count", "unparsed",
     "img_acc" (percent over prompts that contain "<image>", None without such prompts),
     "analysis": {"correct": [...], "incorrect": [...]}, "results": {pid: index}, "outputs": {pid: text}}.
     """
     analysis: dict[str, list] = {"correct": [], "incorrect": []}
     results, outputs = {}, {}
-    unparsed = guessed = 0
+    unparsed = 0
     for pid in pids:
         problem = problems[pid]
         pred = predictions.get(pid, {"text": FAILED, "prompt": "Unknown"})
@@ -65,9 +64,6 @@ def evaluate(problems: dict, pids: list[str], predictions: dict[str, dict],
         index = option_index(letter, len(problem["choices"]))
         if index < 0:
             unparsed += 1
-            if guess is not None:
-                index = guess.choice(range(len(problem["choices"])))
-                guessed += 1
         results[pid] = index
         outputs[pid] = pred["text"]
         analysis["correct" if index == problem["answer"] else "incorrect"].append({
@@ -78,8 +74,9 @@ def evaluate(problems: dict, pids: list[str], predictions: dict[str, dict],
         raise ValueError("ScienceQA: no problems to score")
     img_correct = sum(a["is_multimodal"] for a in analysis["correct"])
     img_count = img_correct + sum(a["is_multimodal"] for a in analysis["incorrect"])
-    return {"acc": 100.0 * correct / count, "correct": correct, "count": count, "unparsed": unparsed,
-            "guessed": guessed, "img_acc": 100.0 * img_correct / img_count if img_count else None,
+    # percent as upstream computes it (fraction first), so that output_result's acc is the same float
+    return {"acc": correct / count * 100, "correct": correct, "count": count, "unparsed": unparsed,
+            "img_acc": img_correct / img_count * 100 if img_count else None,
             "analysis": analysis, "results": results, "outputs": outputs}
 
 

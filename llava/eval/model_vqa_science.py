@@ -3,7 +3,7 @@
 from llava.eval.run_vqa import ScriptDefaults, main
 
 DEFAULTS = ScriptDefaults(conv_mode="llava_v1", max_new_tokens=1024, image_preprocess="model",
-                          question_style="conversations")
+                          question_style="conversations", science=True)
 
 if __name__ == "__main__":
     main(DEFAULTS, description=__doc__)

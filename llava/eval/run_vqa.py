@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.conversation import conv_templates
+from llava.conversation import check_template, conv_templates
 from llava.eval.CoIN.common import index_questions, load_questions
 from llava.mm_utils import (expand_image_tokens, get_model_name_from_path, image_pixels, load_image,
                             tokenizer_image_token)
@@ -35,7 +35,7 @@ class ScriptDefaults:
     max_new_tokens: int = 128
     image_preprocess: str = "model"   # "model": as the model config says (pad or crop); "pad"; "crop"
     question_style: str = "text"      # "text": the `text` field; "conversations": first human turn (ScienceQA JSON)
-    single_pred_prompt: bool = False
+    science: bool = False             # a ScienceQA script: --single-pred-prompt, and `prompt` records the image token
 
 
 def split_list(lst: list, n: int) -> list[list]:
@@ -69,9 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: ScriptDefaults) -> 
     parser.add_argument("--image-preprocess", choices=IMAGE_PREPROCESS, default=defaults.image_preprocess,
                         help="pad to square, centre-crop, or as the model config says (default: this script's "
                              "upstream behaviour)")
-    if defaults.question_style == "conversations":
-        parser.add_argument("--single-pred-prompt", action="store_true")
-        parser.add_argument("--answer-prompter", action="store_true")
+    if defaults.science:
+        parser.add_argument("--single-pred-prompt", action="store_true",
+                            help="append the instruction to answer with the option's letter")
+        parser.add_argument("--answer-prompter", action="store_true",
+                            help="refused: upstream's second pass for LLaVA-v0 reasoning answers is not implemented")
 
 
 def question_text(item: dict, style: str, single_pred_prompt: bool) -> str:
@@ -86,9 +88,17 @@ def question_text(item: dict, style: str, single_pred_prompt: bool) -> str:
     return text
 
 
+def recorded_prompt(item: dict, text: str, has_image: bool, science: bool) -> str:
+    """The answers file's `prompt`. ScienceQA scripts (upstream's and CoIN's model_vqa_science): "<image>\n" + the
+    question text (with the --single-pred-prompt line) when the question has an image, else the text; CoIN's
+    scorer counts IMG-Accuracy over the prompts holding "<image>". Other scripts: the question's `text` as given."""
+    if science:
+        return (DEFAULT_IMAGE_TOKEN + "\n" + text) if has_image else text
+    return item["text"]
+
+
 def build_prompt(text: str, has_image: bool, conv_mode: str) -> str:
-    if conv_mode not in conv_templates:
-        raise ValueError(f"--conv-mode {conv_mode!r} is not a known template: {sorted(conv_templates)}")
+    check_template(conv_mode, "--conv-mode")
     conv = conv_templates[conv_mode].copy()
     conv.messages = []
     conv.append_message(conv.roles[0], (DEFAULT_IMAGE_TOKEN + "\n" + text) if has_image else text)
@@ -181,8 +191,7 @@ def run(args, defaults: ScriptDefaults) -> None:
             has_image = bool(item.get("image"))
             text = question_text(item, defaults.question_style, single)
             prompts.append(build_prompt(text, has_image, args.conv_mode))
-            recorded.append((DEFAULT_IMAGE_TOKEN + "\n" + text) if has_image and defaults.question_style == "conversations"
-                            else (item["text"] if "text" in item else text))
+            recorded.append(recorded_prompt(item, text, has_image, defaults.science))
             images.append(question_pixels(os.path.join(args.image_folder, item["image"]), image_processor,
                                           args.image_preprocess, model.config) if has_image else None)
         answers = generate_batch(model, tokenizer, prompts, images, args)
@@ -201,6 +210,9 @@ def main(defaults: ScriptDefaults, argv: list[str] | None = None, description: s
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if getattr(args, "answer_prompter", False):
+        parser.error("--answer-prompter is not implemented (upstream's second generation pass after a LLaVA-v0 "
+                     "reasoning answer); LLaVA-1.5 answers with the letter: use --single-pred-prompt")
     from llava.utils import run_main
 
     run_main(run, args, defaults)

@@ -213,9 +213,8 @@ class LazySupervisedDataset(Dataset):
     def __init__(self, data_path: str, tokenizer, spec: TokenizerSpec, image_processor=None,
                  image_folder: str | None = None, image_aspect_ratio: str = "square",
                  memory_data_path: str | None = None, seed: int = 42):
-        if spec.conv_version not in conversation_lib.conv_templates:
-            raise ValueError(f"--version {spec.conv_version!r} is not a known conversation template; "
-                             f"choose one of {sorted(conversation_lib.conv_templates)} (LLaVA-1.5 uses v1)")
+        conversation_lib.check_template(spec.conv_version, "--version")
+        check_image_aspect_ratio(image_aspect_ratio)
         self.tokenizer = tokenizer
         self.spec = spec
         self.image_processor = image_processor

@@ -25,7 +25,7 @@ from llava.train.data import DataCollatorForSupervisedDataset, LazySupervisedDat
 from llava.train.dist import ensure_single_process_env, init_deepspeed_comm, prepare_deepspeed_on_cpu  # noqa: E402
 from llava.train.trainer import (CHECKPOINT_COMPLETE, LLaVATrainer, barrier, is_main_process,  # noqa: E402
                                  last_complete_checkpoint)
-from llava.utils import atomic_torch_save  # noqa: E402
+from llava.utils import atomic_torch_save, hub_cache  # noqa: E402
 
 logger = logging.getLogger("llava.train")
 _REGEX_CHARS = set("*^$|()[]\\+?{}")
@@ -70,6 +70,8 @@ def training_dtype(args: TrainingArguments) -> torch.dtype:
 
 
 def check_args(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> None:
+    if not model_args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required: the language model (LLaVA-1.5: lmsys/vicuna-7b-v1.5)")
     if not data_args.data_path:
         raise ValueError("--data_path is required")
     if not model_args.vision_tower:
@@ -210,10 +212,11 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
     transformers.set_seed(args.seed)
     check_args(model_args, data_args, args)
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path, model_max_length=args.model_max_length, padding_side="right")
-    model = build_model(model_args, args, tokenizer, attn_implementation)
-    image_processor = load_image_processor(model_args.vision_tower)
+    with hub_cache(args.cache_dir):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path, model_max_length=args.model_max_length, padding_side="right")
+        model = build_model(model_args, args, tokenizer, attn_implementation)
+        image_processor = load_image_processor(model_args.vision_tower)
     model = set_trainable(model, model_args, args)
     if model_args.previous_task_model_path:
         loaded = ckpt.restore_previous_task(model, model_args.previous_task_model_path, args.lora_r)
