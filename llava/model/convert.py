@@ -5,9 +5,12 @@
 | model.embed_tokens / model.layers.N / model.norm    | model.language_model.embed_tokens / .layers.N / .norm |
 | lm_head                                             | lm_head                                             |
 | model.mm_projector.0 / model.mm_projector.2         | model.multi_modal_projector.linear_1 / .linear_2    |
-| model.vision_tower.vision_tower.vision_model        | model.vision_tower.vision_model                     |
+| model.vision_tower.vision_tower.vision_model        | model.vision_tower                                  |
 
-A PEFT prefix (`base_model.model.`) is kept as it is, so LoRA and `non_lora_trainables.bin` keys convert too.
+transformers 5's CLIPVisionModel has no `vision_model` level (its loader strips it from checkpoints), so the
+tower's tensors sit directly under `model.vision_tower`. Keys this package wrote before it knew that
+(`model.vision_tower.vision_tower.<tensor>`, no `vision_model`) are still read. A PEFT prefix (`base_model.model.`)
+is kept as it is, so LoRA and `non_lora_trainables.bin` keys convert too.
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ _PEFT_PREFIX = "base_model.model."
 _RULES = [
     (r"^model\.mm_projector\.0\.", "model.multi_modal_projector.linear_1."),
     (r"^model\.mm_projector\.2\.", "model.multi_modal_projector.linear_2."),
+    (r"^model\.vision_tower\.vision_tower\.vision_model\.", "model.vision_tower."),
     (r"^model\.vision_tower\.vision_tower\.", "model.vision_tower."),
     (r"^model\.(embed_tokens|layers|norm)\b", r"model.language_model.\1"),
 ]
 _INVERSE = [
     (r"^model\.multi_modal_projector\.linear_1\.", "model.mm_projector.0."),
     (r"^model\.multi_modal_projector\.linear_2\.", "model.mm_projector.2."),
-    (r"^model\.vision_tower\.", "model.vision_tower.vision_tower."),
+    (r"^model\.vision_tower\.", "model.vision_tower.vision_tower.vision_model."),
     (r"^model\.language_model\.(embed_tokens|layers|norm)\b", r"model.\1"),
 ]
 
