@@ -214,7 +214,6 @@ class LazySupervisedDataset(Dataset):
                  image_folder: str | None = None, image_aspect_ratio: str = "square",
                  memory_data_path: str | None = None, seed: int = 42):
         conversation_lib.check_template(spec.conv_version, "--version")
-        check_image_aspect_ratio(image_aspect_ratio)
         self.tokenizer = tokenizer
         self.spec = spec
         self.image_processor = image_processor
