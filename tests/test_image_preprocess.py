@@ -84,9 +84,9 @@ def test_each_inference_script_keeps_its_own_preprocessing_choice():
 def test_an_unsupported_aspect_ratio_is_an_error_not_a_fallback(tiny, images, training):
     processor = load_image_processor(tiny / "vision")
     anyres = types.SimpleNamespace(image_aspect_ratio="anyres")
-    with pytest.raises(ValueError, match="image_aspect_ratio 'anyres' is not supported"):
+    with pytest.raises(ValueError, match="image_aspect_ratio 'anyres' is not implemented"):
         question_pixels(str(images / "wide.png"), processor, "model", anyres)
-    with pytest.raises(ValueError, match="image_aspect_ratio 'anyres' is not supported"):
+    with pytest.raises(ValueError, match="image_aspect_ratio 'anyres' is not implemented"):
         training("wide.png", "anyres")
     with pytest.raises(ValueError, match="--image-preprocess 'stretch'"):
         aspect_ratio("stretch", anyres)

@@ -65,9 +65,9 @@ def full_length_item(model, tokenizer, image_processor, model_max_length: int, i
                      seed: int = 0) -> dict:
     """One training item as `LazySupervisedDataset` yields it, exactly `model_max_length` tokens long: BOS, prompt,
     the image placeholder expanded to the config's `image_seq_length` image tokens, a question, and a reply that
-    fills the rest (labelled, ending in EOS); the image (`image_size`) preprocessed by `image_tensor` with the
-    config's `image_aspect_ratio`. Text tokens are random ids of the tokenizer's own vocabulary."""
-    from llava.train.data import image_tensor
+    fills the rest (labelled, ending in EOS); the image (`image_size`) preprocessed by `image_pixels` (training's
+    preprocessing) with the config's `image_aspect_ratio`. Text tokens are random ids of the tokenizer's own vocabulary."""
+    from llava.mm_utils import image_pixels
 
     config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
     g = torch.Generator().manual_seed(seed)
@@ -82,6 +82,6 @@ def full_length_item(model, tokenizer, image_processor, model_max_length: int, i
         raise ValueError(f"--model_max_length {model_max_length} leaves no room for a reply after a "
                          f"{len(prompt)}-token prompt ({config.image_seq_length} image tokens)")
     reply = text(reply_length - 1) + [tokenizer.eos_token_id]
-    pixels = image_tensor(sample_image(image_size), image_processor, config.image_aspect_ratio)
+    pixels = image_pixels(sample_image(image_size), image_processor, config.image_aspect_ratio)
     return {"input_ids": torch.tensor(prompt + reply), "labels": torch.tensor([IGNORE_INDEX] * len(prompt) + reply),
             "record_id": f"synthetic (seed {seed})", "pixel_values": pixels}
