@@ -59,6 +59,8 @@ def test_coefficient_log(unsplit):
     assert counts["in_range"] + counts["fallback"] + counts["skipped"] == 7 * len(last["tensors"])  # 8 steps, 1st creates
     history = json.loads((unsplit / "trainer_state.json").read_text())["log_history"]
     assert any("llaca/raw_median" in entry for entry in history)
+    # the coefficient log does not take the place of the loss log (--logging_steps 1: every step has its loss)
+    assert sorted(entry["step"] for entry in history if "loss" in entry) == list(range(1, 9))
 
 
 def test_resume_equals_the_unsplit_run(unsplit, tiny, colour_data, tmp_path):

@@ -86,7 +86,9 @@ class LLaCACallback(TrainerCallback):
             return
         if is_main_process():
             append_jsonl(self.log_path, self.handle, step)
+        should_log = control.should_log          # Trainer.log clears it, which would drop this step's loss log
         self.trainer.log(summary(self.handle))
+        control.should_log = should_log
 
     def finish(self) -> None:
         """End of the task: what the EMA did (`llaca_drift.json`, with --llaca_drift), then the EMA replaces the
