@@ -1,7 +1,8 @@
 """Synthetic mini-CoIN in the real CoIN file formats (docs/coin_formats.md), small enough for CPU runs.
 
     python playground/make_mini_coin.py --output_dir DIR --seed N [--train_per_task 1000] [--test_per_task 200]
-        [--train_counts GQA=3000 ...] [--tasks ScienceQA TextVQA ...] [--pretrain_size 20000] [--image_size 96] [--grid 3]
+        [--train_counts GQA=3000 ...] [--shared VQAv2=TextVQA:0.2 ...] [--tasks ScienceQA TextVQA ...]
+        [--pretrain_size 20000] [--image_size 96] [--grid 3]
 
 Eight tasks in CoIN order, each with its real counterpart's kind of question, instruction wording and answer
 format, drawn with PIL on square images whose grid x grid cells line up with the vision tower's patches (96 px,
@@ -48,6 +49,16 @@ def parse_count(item: str) -> tuple[str, int]:
     return task, int(count)
 
 
+def parse_shared(item: str) -> tuple[str, dict[str, float]]:
+    """'VQAv2=TextVQA:0.2,GQA:0.1' -> ("VQAv2", {"TextVQA": 0.2, "GQA": 0.1})."""
+    task, _, sources = item.partition("=")
+    try:
+        pairs = [source.split(":") for source in sources.split(",")]
+        return task, {name: float(fraction) for name, fraction in pairs}
+    except ValueError:
+        raise ValueError(f"--shared takes TASK=SOURCE:FRACTION[,SOURCE:FRACTION] items, got {item!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the synthetic mini-CoIN dataset.")
     parser.add_argument("--output_dir", required=True)
@@ -56,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test_per_task", type=int, default=200, help="records per eval file (val and test)")
     parser.add_argument("--train_counts", nargs="*", default=[], metavar="TASK=N",
                         help="training records of these tasks instead of --train_per_task, e.g. GQA=3000")
+    parser.add_argument("--shared", nargs="*", default=[], metavar="TASK=SOURCE:F[,SOURCE:F]",
+                        help="a share F of TASK's training records asks SOURCE's questions in TASK's wording (short-"
+                             "answer tasks only), e.g. VQAv2=TextVQA:0.2,GQA:0.1")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--pretrain_size", type=int, default=20000)
     parser.add_argument("--image_size", type=int, default=96, help="image side in pixels")
@@ -64,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         train_counts = dict(parse_count(item) for item in args.pop("train_counts"))
-        meta = generate(args.pop("output_dir"), tasks=tuple(args.pop("tasks")), train_counts=train_counts, **args)
+        shared = dict(parse_shared(item) for item in args.pop("shared"))
+        meta = generate(args.pop("output_dir"), tasks=tuple(args.pop("tasks")), train_counts=train_counts,
+                        shared=shared, **args)
     except ValueError as err:
         parser.error(str(err))
     images = sum(sum(splits.values()) for task, splits in meta["counts"].items() if task != "Multitask")

@@ -259,3 +259,27 @@ def test_output_is_pinned_to_the_format_version(tmp_path):
     generate(tmp_path, seed=0, **SMALL, train_counts={"GQA": 30})
     assert tree_digest(tmp_path) == FORMAT_DIGESTS.get(FORMAT_VERSION), (
         "the generator's output changed: bump FORMAT_VERSION in playground/make_mini_coin.py and pin the new digest")
+
+
+def test_shared_skills_put_a_source_tasks_questions_into_a_tasks_training_set(tmp_path):
+    """--shared VQAv2=TextVQA:0.3: about 30 % of VQAv2's training records read a sign, asked with VQAv2's instruction
+    line; VQAv2's test file and the other tasks stay as without the option."""
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    counts = dict(train_per_task=200, test_per_task=10, pretrain_size=10, tasks=("TextVQA", "VQAv2"))
+    generate(plain, seed=0, **counts)
+    meta = generate(mixed, seed=0, shared={"VQAv2": {"TextVQA": 0.3}}, **counts)
+    assert meta["args"]["shared"] == {"VQAv2": {"TextVQA": 0.3}}
+    train = load(mixed / "Instructions" / "VQAv2" / "train.json")
+    signs = [r for r in train if r["conversations"][0]["value"].split("\n")[1] in tasks.TEXTVQA_QUESTIONS]
+    assert 0.2 < len(signs) / len(train) < 0.4
+    assert all(r["conversations"][0]["value"].endswith("\n" + tasks.SHORT_ANSWER) for r in train)
+    assert {r["conversations"][1]["value"] for r in signs} <= set(vocabulary.SIGN_WORDS)
+    for same in ("Instructions/VQAv2/test.json", "Instructions/TextVQA/train.json"):
+        assert (plain / same).read_bytes() == (mixed / same).read_bytes()
+
+
+@pytest.mark.parametrize("shared", [{"ImageNet": {"TextVQA": 0.2}}, {"VQAv2": {"VQAv2": 0.2}},
+                                    {"VQAv2": {"TextVQA": 0.6, "GQA": 0.5}}, {"VQAv2": {"Grounding": 0.1}}])
+def test_shared_skills_refuse_what_is_not_a_short_answer_mix(tmp_path, shared):
+    with pytest.raises(ValueError, match="shared"):
+        generate(tmp_path, seed=0, shared=shared, **SMALL)

@@ -1,7 +1,7 @@
 """The benchmark's rows: each a CoIN chain (scripts/CoIN/Train_<chain>/) with the flags and settings that make
 it that method. One table for scripts/mini/run.sh, scripts/mini/ablation.sh and `llava.eval.report`.
 
-    python -m llava.coin.methods list [--set default|ablation]   the names, space-separated
+    python -m llava.coin.methods list [--set default|ablation|calibrated]   the names, space-separated
     python -m llava.coin.methods fields NAME                          chain|group_ema|ds_config|train args
 
 `LLaCA_c<X>` is the official variant with multiplier X for any positive X (the multiplier sweep).
@@ -77,6 +77,8 @@ SETS = {
     "default": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "Multitask"],
     "ablation": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "Multitask",
                  "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16"],
+    "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "Grouped_LoRA",
+                   "Grouped_LLaCA", "Grouped_LLaCA_bf16"],
 }
 
 

@@ -13,7 +13,8 @@ from playground.mini_coin.drawing import Painter
 from playground.mini_coin.formats import (INTEGER_IDS, Annotations, eval_record, image_relpath, numeric_id,
                                           train_record, write_json)
 from playground.mini_coin.pretraining import PRETRAIN_MAKERS
-from playground.mini_coin.tasks import DEFAULT_EVAL_SPLITS, EVAL_SPLITS, INSTRUCTION_LINES, TASK_MAKERS, TASKS
+from playground.mini_coin.tasks import (DEFAULT_EVAL_SPLITS, EVAL_SPLITS, INSTRUCTION_LINES, SHORT_ANSWER_TASKS,
+                                        TASK_MAKERS, TASKS, Example, task_prompt)
 from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TITLES, COLOUR_NAMES, OBJECTS, SHAPES,
                                              SIGN_WORDS)
 
@@ -21,14 +22,17 @@ from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TIT
 @dataclass(frozen=True)
 class MiniCoinConfig:
     """output_dir: root of the dataset; counts are records per task and split (val and test get test_per_task
-    each; train gets train_counts[task] where given, else train_per_task); image_size in pixels; grid: cells per
-    side (a cell = one patch when patch = image_size / grid)."""
+    each; train gets train_counts[task] where given, else train_per_task); shared[task] = {source: fraction}: that
+    share of the task's training records asks a short-answer source task's questions in the task's own wording
+    (test files stay the task's own); image_size in pixels; grid: cells per side (a cell = one patch when
+    patch = image_size / grid)."""
 
     output_dir: Path
     seed: int = 0
     train_per_task: int = 1000
     test_per_task: int = 200
     train_counts: dict[str, int] = field(default_factory=dict)
+    shared: dict[str, dict[str, float]] = field(default_factory=dict)
     tasks: tuple[str, ...] = TASKS
     pretrain_size: int = 20000
     image_size: int = 96
@@ -45,6 +49,12 @@ class MiniCoinConfig:
         for task, count in self.train_counts.items():
             if task not in TASKS or not 0 <= count < 1_000_000:
                 raise ValueError(f"train_counts: {task}={count} needs a task of {TASKS} and a count in [0, 1e6)")
+        for task, sources in self.shared.items():
+            if task not in SHORT_ANSWER_TASKS or not set(sources) <= set(SHORT_ANSWER_TASKS) - {task}:
+                raise ValueError(f"shared: {task}={sources} needs short-answer tasks ({', '.join(SHORT_ANSWER_TASKS)}),"
+                                 f" a task other than itself as source")
+            if not all(0 < f < 1 for f in sources.values()) or sum(sources.values()) >= 1:
+                raise ValueError(f"shared: {task}={sources} needs fractions in (0, 1) that sum to less than 1")
         if self.grid < 2 or self.image_size < 16 * self.grid:
             raise ValueError("need grid >= 2 and image_size >= 16 * grid")
 
@@ -71,8 +81,9 @@ def write_task(config: MiniCoinConfig, task: str, painter: Painter, images: Imag
         rng = random.Random(f"mini-coin/{config.seed}/{task}/{split}")
         count = config.train_counts.get(task, config.train_per_task) if split == "train" else config.test_per_task
         records = []
+        mixer = SharedSkills(config, task, split)
         for index in range(count):
-            example = TASK_MAKERS[task](rng, painter)
+            example = mixer.example(rng, painter)
             number = numeric_id(task, split, index)
             ident = number if task in INTEGER_IDS else str(number)
             relpath = image_relpath(task, split, number, example)
@@ -83,6 +94,28 @@ def write_task(config: MiniCoinConfig, task: str, painter: Painter, images: Imag
         write_json(config.output_dir / "Instructions" / task / f"{split}.json", records)
         written[split] = records
     return written
+
+
+class SharedSkills:
+    """Which maker draws each record of (task, split): the task's own, or for training records of a task with
+    `config.shared` entries a source task's, drawn from a stream of its own so the task's own stream is unchanged
+    when nothing is shared; a source's question is then asked in the task's wording (`task_prompt`)."""
+
+    def __init__(self, config: MiniCoinConfig, task: str, split: str):
+        self.task = task
+        self.sources = config.shared.get(task, {}) if split == "train" else {}
+        self.pick = random.Random(f"mini-coin/{config.seed}/{task}/{split}/shared")
+
+    def example(self, rng: random.Random, painter: Painter) -> Example:
+        if self.sources:
+            draw, total = self.pick.random(), 0.0
+            for source, fraction in self.sources.items():
+                total += fraction
+                if draw < total:
+                    example = TASK_MAKERS[source](rng, painter)
+                    example.prompt = task_prompt(self.task, example.question)
+                    return example
+        return TASK_MAKERS[self.task](rng, painter)
 
 
 def write_pretrain(config: MiniCoinConfig, painter: Painter, images: ImageWriter) -> None:
@@ -118,7 +151,9 @@ def generate(output_dir: str | Path, seed: int = 0, **options) -> dict:
     write_pretrain(config, painter, images)
     meta = {
         "generator": "playground/make_mini_coin.py",
-        "args": {key: value for key, value in asdict(config).items() if key != "output_dir"},
+        # `shared` only when used: data written before the option existed keeps its bytes (and its cache keys)
+        "args": {key: value for key, value in asdict(config).items()
+                 if key != "output_dir" and not (key == "shared" and not value)},
         "counts": {**counts, "Multitask": {"train": len(multitask)}, "Pretrain": {"train": config.pretrain_size}},
         "instruction_lines": {task: INSTRUCTION_LINES[task] for task in config.tasks},
         "vocabulary": {

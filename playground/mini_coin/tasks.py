@@ -64,6 +64,17 @@ def annotator_answers(rng: random.Random, answer: str, alternatives: list[str]) 
     return answers
 
 
+# The short-answer tasks: one line of instruction after the question (VizWiz: two), one word or phrase as the answer.
+# Real VQA datasets share skills across these (VQAv2 and VizWiz hold reading and colour questions, OCR-VQA reads
+# like TextVQA); `--shared` lets one task's training set hold another's questions, asked in its own wording.
+SHORT_ANSWER_TASKS = ("TextVQA", "GQA", "VizWiz", "VQAv2", "OCRVQA")
+
+
+def task_prompt(task: str, question: str) -> str:
+    """A short-answer task's prompt for `question`: its instruction lines after the question."""
+    return "\n".join([question, *INSTRUCTION_LINES[task]])
+
+
 def short_prompt(question: str) -> str:
     return f"{question}\n{SHORT_ANSWER}"
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The mini-CoIN benchmark, through the real CoIN training and evaluation scripts (scripts/CoIN/), on CPUs.
 #
-#   bash scripts/mini/run.sh [--seeds N] [--methods "M1 M2 ..."] [--tasks "T1 T2 ..."] [--jobs J]
-#                            [--runs DIR] [--out DIR] [--no-report | --report-only]
+#   bash scripts/mini/run.sh [--profile harsh|calibrated] [--seeds N] [--methods "M1 M2 ..."] [--tasks "T1 ..."]
+#                            [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]
+#
+# --profile: the settings of scripts/mini/profiles/<name>.sh (default harsh), with its own run directories
+# (MINI_RUNS) and report folder (MINI_RESULTS: results/mini_coin, results/mini_coin/calibrated).
 #
 # For each seed: mini-CoIN data (playground/make_mini_coin.py --seed S), then every method as a CoIN chain with
 # the mini settings of scripts/mini/settings.sh passed through the chain scripts' environment variables, then
@@ -35,12 +38,13 @@ source "$ROOT/scripts/mini/settings.sh"
 SEEDS=3
 METHODS="$("$PYTHON" -m llava.coin.methods list --set default) $(for c in $SWEEP; do printf 'LLaCA_c%s ' "$c"; done)"
 JOBS="${JOBS:-2}"
-RUNS="${RUNS:-$MINI_CACHE/runs}"
-OUT="$ROOT/results/mini_coin"
+RUNS="${RUNS:-$MINI_RUNS}"
+OUT="$MINI_RESULTS"
 REPORT=1
 REPORT_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        --profile) shift 2 ;;                                   # read by settings.sh
         --seeds) SEEDS="$2"; shift 2 ;;
         --methods) METHODS="$2"; shift 2 ;;
         --tasks) MINI_TASKS="$2"; shift 2 ;;
@@ -49,7 +53,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT="$2"; shift 2 ;;
         --no-report) REPORT=0; shift ;;
         --report-only) REPORT_ONLY=1; shift ;;
-        *) echo "usage: $0 [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]" >&2
+        *) echo "usage: $0 [--profile NAME] [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]" >&2
            exit 2 ;;
     esac
 done
@@ -80,14 +84,23 @@ if [[ "$RUN_SEEDS" != 0 ]]; then
     BASE_ID="$( (cd "$BASE_DIR" && sha256sum lm/*.safetensors vision/*.safetensors mm_projector.bin) \
         | sha256sum | cut -c1-16)"
 fi
+# Likewise RUN_DIR/SETTINGS records the training settings (MINI_SETTINGS_NOTE, MINI_TRAIN_ARGS): chains trained with
+# other settings (another profile, lr or epochs) must not be reused either.
 claim_run_dir() {
-    local run="$1" recorded
+    local run="$1" recorded settings="$MINI_SETTINGS_NOTE; $MINI_TRAIN_ARGS"
     mkdir -p "$run"
-    if [[ ! -f "$run/BASE" ]]; then echo "$BASE_ID" > "$run/BASE"; return; fi
+    [[ -f "$run/BASE" ]] || echo "$BASE_ID" > "$run/BASE"
+    [[ -f "$run/SETTINGS" ]] || echo "$settings" > "$run/SETTINGS"
     recorded="$(cat "$run/BASE")"
     [[ "$recorded" == "$BASE_ID" ]] || {
         echo "[mini] error: $run holds runs made from another base (weights digest $recorded; $BASE_DIR has" \
              "$BASE_ID): pass --runs DIR (or RUNS=DIR) for this base, or remove $run" >&2
+        exit 1
+    }
+    recorded="$(cat "$run/SETTINGS")"
+    [[ "$recorded" == "$settings" ]] || {
+        echo "[mini] error: $run holds runs trained with other settings ($recorded; now: $settings): pass" \
+             "--runs DIR (or RUNS=DIR) for these settings, or remove $run" >&2
         exit 1
     }
 }

@@ -2,17 +2,35 @@
 # mini-CoIN settings (sourced by scripts/mini/run.sh, ablation.sh and scripts/demo.sh): the CoIN chain scripts'
 # environment variables for the tiny `mini` base on CPUs, and the data generator's arguments. Each can be
 # overridden from the environment. results/mini_coin/tuning.md explains how they were chosen.
+#
+# A profile (scripts/mini/profiles/<name>.sh) sets its own values first: `harsh` (the default) or `calibrated`
+# (forgets the way LLaVA-1.5-7B forgets on real CoIN). It is named by MINI_PROFILE or by `--profile NAME` among
+# the arguments of the script that sources this file.
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
 fi
 export PYTHON
+: "${MINI_CACHE:=$ROOT/checkpoints/mini}"
+for ((i = 1; i < $#; i++)); do
+    if [[ "${!i}" == --profile ]]; then j=$((i + 1)); MINI_PROFILE="${!j}"; fi
+done
+: "${MINI_PROFILE:=harsh}"
+[[ -f "$ROOT/scripts/mini/profiles/$MINI_PROFILE.sh" ]] || {
+    echo "[mini] error: no profile '$MINI_PROFILE' (scripts/mini/profiles/: $(cd "$ROOT/scripts/mini/profiles" && ls | sed 's/\.sh$//' | tr '\n' ' '))" >&2
+    exit 2
+}
+export MINI_PROFILE
+# shellcheck source=/dev/null
+source "$ROOT/scripts/mini/profiles/$MINI_PROFILE.sh"
 # The chain scripts launch `deepspeed`: the one installed next to PYTHON.
 if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
-: "${MINI_CACHE:=$ROOT/checkpoints/mini}"
 : "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
 : "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100 --train_counts GQA=3000}"
 : "${SWEEP:=0.02 200}"
+: "${MINI_METHOD_SET:=ablation}"                  # the rows ablation.sh runs (llava/coin/methods.py SETS)
+: "${MINI_RESULTS:=$ROOT/results/mini_coin}"      # the report
+: "${MINI_RUNS:=$MINI_CACHE/runs}"                # the chains (one directory per seed and data)
 # The chain scripts' settings (docs/coin_chain.md): one process per chain on CPU, fp32, small batches.
 export NUM_GPUS="${NUM_GPUS:-1}" BF16="${BF16:-False}" TF32="${TF32:-False}" NUM_WORKERS="${NUM_WORKERS:-0}"
 export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-4}" LORA_R="${LORA_R:-8}" LORA_ALPHA="${LORA_ALPHA:-16}"
@@ -23,7 +41,7 @@ export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 : "${MINI_TRAIN_ARGS:=--gradient_checkpointing False --llaca_log_steps 5}"
 if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
-MINI_SETTINGS_NOTE="LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
+MINI_SETTINGS_NOTE="profile $MINI_PROFILE: LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
 
 # A key for the generated data: the generator's arguments and its output format version (not its source text,
 # so that editing a comment does not orphan every cached run).
