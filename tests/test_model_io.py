@@ -20,7 +20,7 @@ PAIRS = [
     ("model.mm_projector.0.weight", "model.multi_modal_projector.linear_1.weight"),
     ("model.mm_projector.2.bias", "model.multi_modal_projector.linear_2.bias"),
     ("model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight",
-     "model.vision_tower.vision_model.embeddings.patch_embedding.weight"),
+     "model.vision_tower.embeddings.patch_embedding.weight"),
     ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
      "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"),
     ("base_model.model.model.mm_projector.0.weight", "base_model.model.model.multi_modal_projector.linear_1.weight"),
@@ -31,6 +31,11 @@ PAIRS = [
 def test_keys_convert_both_ways(upstream, hf):
     assert upstream_to_hf_key(upstream) == hf
     assert hf_to_upstream_key(hf) == upstream
+
+
+def test_tower_keys_written_before_the_vision_model_level_was_added_still_read():
+    assert upstream_to_hf_key("base_model.model.model.vision_tower.vision_tower.embeddings.class_embedding") == \
+        "base_model.model.model.vision_tower.embeddings.class_embedding"
 
 
 def test_state_dict_round_trip():
