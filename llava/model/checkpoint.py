@@ -156,14 +156,24 @@ def load_lora_dir(model, path: str):
 
 
 def check_compatible(model, saved_config: dict, path: str) -> None:
-    """The model built from the base must have the shape the checkpoint was trained with."""
-    text = saved_config.get("text_config", {})
-    checks = [
-        ("image_token_index", model.config.image_token_index, saved_config.get("image_token_index")),
-        ("text vocab_size", model.config.text_config.vocab_size, text.get("vocab_size")),
-        ("text hidden_size", model.config.text_config.hidden_size, text.get("hidden_size")),
-        ("vision hidden_size", model.config.vision_config.hidden_size, saved_config.get("vision_config", {}).get("hidden_size")),
-    ]
+    """The model built from the base must have the shape the checkpoint was trained with. An upstream config
+    (`llava_llama`: LLaMA's fields at the top level) records no image token (upstream adds none to the vocabulary),
+    so only the hidden sizes are compared; the tensors' shapes are checked when they are loaded."""
+    if saved_config.get("model_type") == "llava_llama":
+        checks = [
+            ("text hidden_size", model.config.text_config.hidden_size, saved_config.get("hidden_size")),
+            ("vision hidden_size (mm_hidden_size)", model.config.vision_config.hidden_size,
+             saved_config.get("mm_hidden_size")),
+        ]
+    else:
+        text = saved_config.get("text_config", {})
+        checks = [
+            ("image_token_index", model.config.image_token_index, saved_config.get("image_token_index")),
+            ("text vocab_size", model.config.text_config.vocab_size, text.get("vocab_size")),
+            ("text hidden_size", model.config.text_config.hidden_size, text.get("hidden_size")),
+            ("vision hidden_size", model.config.vision_config.hidden_size,
+             saved_config.get("vision_config", {}).get("hidden_size")),
+        ]
     for what, have, want in checks:
         if want is not None and have != want:
             raise ValueError(f"{path}: trained with {what} = {want}, but the base model gives {have}; "

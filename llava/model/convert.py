@@ -5,12 +5,11 @@
 | model.embed_tokens / model.layers.N / model.norm    | model.language_model.embed_tokens / .layers.N / .norm |
 | lm_head                                             | lm_head                                             |
 | model.mm_projector.0 / model.mm_projector.2         | model.multi_modal_projector.linear_1 / .linear_2    |
-| model.vision_tower.vision_tower.vision_model        | model.vision_tower                                  |
+| model.vision_tower.vision_tower.vision_model.X      | model.vision_tower.X                                |
 
-transformers 5's CLIPVisionModel has no `vision_model` level (its loader strips it from checkpoints), so the
-tower's tensors sit directly under `model.vision_tower`. Keys this package wrote before it knew that
-(`model.vision_tower.vision_tower.<tensor>`, no `vision_model`) are still read. A PEFT prefix (`base_model.model.`)
-is kept as it is, so LoRA and `non_lora_trainables.bin` keys convert too.
+A PEFT prefix (`base_model.model.`) is kept as it is, so LoRA and `non_lora_trainables.bin` keys convert too.
+Upstream's tower is transformers 4.3x's CLIPVisionModel (`vision_model.` inside it); transformers 5's has no such
+level. `model.vision_tower.vision_tower.X` without it (what this package wrote before) is read as well.
 """
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ _PEFT_PREFIX = "base_model.model."
 _RULES = [
     (r"^model\.mm_projector\.0\.", "model.multi_modal_projector.linear_1."),
     (r"^model\.mm_projector\.2\.", "model.multi_modal_projector.linear_2."),
-    (r"^model\.vision_tower\.vision_tower\.vision_model\.", "model.vision_tower."),
-    (r"^model\.vision_tower\.vision_tower\.", "model.vision_tower."),
+    (r"^model\.vision_tower\.vision_tower\.(vision_model\.)?", "model.vision_tower."),
     (r"^model\.(embed_tokens|layers|norm)\b", r"model.language_model.\1"),
 ]
 _INVERSE = [
@@ -88,3 +86,19 @@ def projector_from_upstream(state: dict[str, torch.Tensor], source: str = "mm_pr
     if not out:
         raise ValueError(f"{source}: no `mm_projector.` keys found (keys: {sorted(state)[:5]}...)")
     return out
+
+
+# The parts of transformers' Llava, by parameter-name prefix.
+PARTS = {
+    "language_model": ("model.language_model.", "lm_head."),
+    "projector": ("model.multi_modal_projector.",),
+    "vision_tower": ("model.vision_tower.",),
+}
+
+
+def part_of(key: str) -> str | None:
+    """Which part of the model a transformers-layout parameter name belongs to (None: no part)."""
+    for part, prefixes in PARTS.items():
+        if key.startswith(prefixes):
+            return part
+    return None

@@ -7,8 +7,9 @@ the pretrain projector, no LoRA) that `load_pretrained_model(dir, model_base)` l
 writes DIR/config.json (a Llava config with upstream's mm_* fields, from the configs and the tokenizer only: no
 weights are loaded) and DIR/mm_projector.bin (a copy of --projector, checked against the model's projector
 shapes). CoIN evaluates its zero-shot row with the LLaVA-1.5 pretrain directory
-(`llava-vicuna-2-7b-chat-pretrain`), whose upstream config.json (model_type `llava_llama`) this package does not
-load; this writes the equivalent directory. --image-aspect-ratio defaults to the `image_aspect_ratio` of a
+(`llava-vicuna-2-7b-chat-pretrain`, upstream layout: model_type `llava_llama`), which `load_pretrained_model(dir,
+model_base)` loads as it is (its tower from its config's `mm_vision_tower`); this writes the equivalent directory
+from local parts. --image-aspect-ratio defaults to the `image_aspect_ratio` of a
 config.json next to --projector (the pretrain run's; `square` in LLaVA-1.5's pretrain), else `square`.
 Both files are written atomically; the directory is rewritten only when its content would change.
 """

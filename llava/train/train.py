@@ -18,9 +18,12 @@ if __package__ in (None, ""):  # run as a file (`deepspeed llava/train/train.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from llava.model import checkpoint as ckpt  # noqa: E402
-from llava.model.builder import build_llava, load_image_processor, load_pretrained_projector  # noqa: E402
+from llava.model import sources  # noqa: E402
+from llava.model.builder import (build_llava, image_processor_dir, load_image_processor,  # noqa: E402
+                                 load_pretrained_projector, load_tokenizer)
 from llava.model.convert import projector_to_upstream  # noqa: E402
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, parse_args  # noqa: E402
+from llava.train.base_model import explicit_flags, resolve_base  # noqa: E402
 from llava.train.data import DataCollatorForSupervisedDataset, LazySupervisedDataset, TokenizerSpec  # noqa: E402
 from llava.train.dist import ensure_single_process_env, init_deepspeed_comm, prepare_deepspeed_on_cpu  # noqa: E402
 from llava.train.trainer import (CHECKPOINT_COMPLETE, LLaVATrainer, barrier, is_main_process,  # noqa: E402
@@ -74,8 +77,6 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: Train
         raise ValueError("--model_name_or_path is required: the language model (LLaVA-1.5: lmsys/vicuna-7b-v1.5)")
     if not data_args.data_path:
         raise ValueError("--data_path is required")
-    if not model_args.vision_tower:
-        raise ValueError("--vision_tower is required: this package trains LLaVA (vision + language) models")
     if model_args.mm_use_im_start_end:
         raise ValueError("--mm_use_im_start_end True is not supported (LLaVA-1.5 uses False)")
     if model_args.previous_task_model_path and not args.lora_enable:
@@ -86,15 +87,20 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: Train
         logger.warning("--llaca on a full fine-tune: the EMA covers every trainable tensor")
 
 
-def build_model(model_args: ModelArguments, args: TrainingArguments, tokenizer, attn_implementation=None):
+def build_model(model_args: ModelArguments, args: TrainingArguments, tokenizer, base: sources.ModelDir,
+                attn_implementation=None):
+    """The model from `base` (`--model_name_or_path`, inspected by resolve_base) and the flags."""
     model = build_llava(
-        model_args.model_name_or_path, model_args.vision_tower, tokenizer, dtype=training_dtype(args),
+        base.path, model_args.vision_tower, tokenizer, dtype=training_dtype(args),
         select_layer=model_args.mm_vision_select_layer, select_feature=model_args.mm_vision_select_feature,
         projector_type=model_args.mm_projector_type, use_im_patch_token=model_args.mm_use_im_patch_token,
-        attn_implementation=attn_implementation,
+        attn_implementation=attn_implementation, vision_tower_explicit=model_args.vision_tower is not None,
     )
     model.config.use_cache = False
     if model_args.pretrain_mm_mlp_adapter:
+        if base.holds_projector:
+            logger.warning("--pretrain_mm_mlp_adapter %s replaces the projector of %s (the flag wins, as upstream)",
+                           model_args.pretrain_mm_mlp_adapter, base.path)
         load_pretrained_projector(model, model_args.pretrain_mm_mlp_adapter)
     return model
 
@@ -211,12 +217,13 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
                         level=logging.INFO if is_main_process() else logging.WARNING)
     transformers.set_seed(args.seed)
     check_args(model_args, data_args, args)
+    base = resolve_base(model_args, data_args, explicit_flags(argv))
 
     with hub_cache(args.cache_dir):
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            model_args.model_name_or_path, model_max_length=args.model_max_length, padding_side="right")
-        model = build_model(model_args, args, tokenizer, attn_implementation)
-        image_processor = load_image_processor(model_args.vision_tower)
+        tokenizer = load_tokenizer(base.path, model_max_length=args.model_max_length, padding_side="right")
+        model = build_model(model_args, args, tokenizer, base, attn_implementation)
+        image_processor = load_image_processor(image_processor_dir(model.config.mm_vision_tower,
+                                                                   base.config.get("mm_vision_tower")))
     model = set_trainable(model, model_args, args)
     if model_args.previous_task_model_path:
         loaded = ckpt.restore_previous_task(model, model_args.previous_task_model_path, args.lora_r)
