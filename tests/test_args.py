@@ -130,6 +130,7 @@ def test_every_refused_value_has_a_case():
 def test_refused_values_stop_before_any_model_is_loaded(tiny, flag, argv, message):
     """Parse, check, then build: each refusal comes before anything is loaded (with these tiny paths a value that
     were accepted would load the model and the test would fail)."""
+    from llava.train.base_model import explicit_flags, resolve_base
     from llava.train.train import build_model, check_args
 
     base = ["--model_name_or_path", str(tiny / "lm"), "--vision_tower", str(tiny / "vision"), "--data_path", "d.json",
@@ -137,7 +138,8 @@ def test_refused_values_stop_before_any_model_is_loaded(tiny, flag, argv, messag
     with pytest.raises(ValueError, match=message):
         model_args, data_args, args = parse_args(base + argv)
         check_args(model_args, data_args, args)
-        build_model(model_args, args, tokenizer=None)
+        source = resolve_base(model_args, data_args, explicit_flags(base + argv))
+        build_model(model_args, args, None, source)
 
 
 @pytest.mark.parametrize("argv", ONE_VALUE_ACCEPTED, ids=[a[0] for a in ONE_VALUE_ACCEPTED])
@@ -239,7 +241,7 @@ def test_cache_dir_is_where_hub_ids_are_found(tiny, colour_data, tmp_path):
     argv[argv.index("--vision_tower") + 1] = "acme/tiny-clip"
     cmd = [PYTHON, "-m", "llava.train.train", *argv]
     missing = run(cmd, check=False, HF_HUB_CACHE=empty)
-    assert missing.returncode == 1 and "couldn't find them in the cached files" in missing.stderr
+    assert missing.returncode == 1 and "acme/tiny-lm: not a directory, and not a model in the local Hugging Face cache" in missing.stderr
     run(cmd + ["--cache_dir", str(cache)], HF_HUB_CACHE=empty)
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
 

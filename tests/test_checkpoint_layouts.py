@@ -155,7 +155,8 @@ def test_flags_left_out_come_from_the_checkpoint_and_given_ones_are_kept(checkpo
     common = ["--model_name_or_path", path, "--data_path", str(colour_data / "train.json"), "--output_dir",
               str(tmp_path)]
     model_args, data_args, _ = parse_args(common)
-    assert (model_args.mm_vision_select_layer, model_args.mm_projector_type) == (-1, "linear")  # upstream's defaults
+    assert (model_args.mm_vision_select_layer, data_args.image_aspect_ratio) == (-1, "square")  # upstream's defaults
+    assert model_args.mm_use_im_patch_token is True
     resolve_base(model_args, data_args, explicit_flags(common))
     assert model_args.mm_vision_select_layer == -2 and model_args.mm_projector_type == "mlp2x_gelu"
     assert model_args.mm_use_im_patch_token is False and data_args.image_aspect_ratio == "pad"

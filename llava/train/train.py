@@ -217,13 +217,12 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
                         level=logging.INFO if is_main_process() else logging.WARNING)
     transformers.set_seed(args.seed)
     check_args(model_args, data_args, args)
-    base = resolve_base(model_args, data_args, explicit_flags(argv))
-
     with hub_cache(args.cache_dir):
-        tokenizer = load_tokenizer(base.path, model_max_length=args.model_max_length, padding_side="right")
-        model = build_model(model_args, args, tokenizer, base, attn_implementation)
+        source = resolve_base(model_args, data_args, explicit_flags(argv))
+        tokenizer = load_tokenizer(source.path, model_max_length=args.model_max_length, padding_side="right")
+        model = build_model(model_args, args, tokenizer, source, attn_implementation)
         image_processor = load_image_processor(image_processor_dir(model.config.mm_vision_tower,
-                                                                   base.config.get("mm_vision_tower")))
+                                                                   source.config.get("mm_vision_tower")))
     model = set_trainable(model, model_args, args)
     if model_args.previous_task_model_path:
         loaded = ckpt.restore_previous_task(model, model_args.previous_task_model_path, args.lora_r)
