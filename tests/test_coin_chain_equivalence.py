@@ -152,7 +152,8 @@ def test_every_chain_with_the_published_defaults(sides):
 def test_settings_reach_the_command_line(sides):
     """Every setting the command line takes, changed; a one-task script; a chain of three tasks."""
     settings = dict(TASKS="GQA VizWiz Grounding", METHOD="Mine", NUM_GPUS=2, MASTER_PORT=1234, MAX_STEPS=5,
-                    SAVE_STEPS=7, LR="1e-4", MM_PROJECTOR_LR="3e-5", LORA_R=8, LORA_ALPHA=16, LORA_TARGETS="q_proj,v_proj",
+                    SAVE_STEPS=7, LR="1e-4", MM_PROJECTOR_LR="3e-5", LORA_R=8, LORA_ALPHA=16,
+                    LORA_TARGETS="q_proj,v_proj",
                     EPOCHS=2, BATCH_SIZES="1 2 3 4 5 6 7 8", GRAD_ACCUM=4, MODEL_MAX_LENGTH=512, BF16="False",
                     TF32="False", NUM_WORKERS=0, DS_CONFIG="./playground/ds.json", OUTPUT_ROOT="./out dir",
                     EXTRA_TRAIN_ARGS="--llaca_variant paper  --seed 7", KEEP_CHECKPOINTS=0)

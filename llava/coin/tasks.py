@@ -53,7 +53,8 @@ TASKS: tuple[CoinTask, ...] = (
              (Annotation("--annotation-file", "GQA/testdev_balanced_questions.json",
                          "GQA/testdev_balanced_questions.json", "GQA annotations"),)),
     CoinTask("VizWiz", "5_VizWiz.sh", "5_eval_vizwiz.sh", "val", "model_vizwiz", "eval_vizwiz"),
-    CoinTask("Grounding", "6_Grounding.sh", "6_eval_grounding.sh", "test", "model_vqa_cc_instruction", "eval_grounding"),
+    CoinTask("Grounding", "6_Grounding.sh", "6_eval_grounding.sh", "test", "model_vqa_cc_instruction",
+             "eval_grounding"),
     CoinTask("VQAv2", "7_vqav2.sh", "7_eval_vqav2.sh", "val", "model_vqa_cc_instruction", "eval_vqav2"),
     CoinTask("OCRVQA", "8_OCRVQA.sh", "8_eval_ocrvqa.sh", "test", "model_ocr_vqa", "eval_ocrvqa"),
 )

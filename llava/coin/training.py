@@ -136,7 +136,8 @@ def _plan_grouped(s: Settings, task: tasks.CoinTask, previous: str | None, data:
     if previous and not layout.is_done(layout.task_dir(s, previous)):
         raise ChainError(f"{name} comes after {previous}, which has not finished ({layout.task_dir(s, previous)}/"
                          f"{layout.DONE} missing). Train {previous} first (Train_all.sh runs the chain in order)")
-    layout.require_file(data, f"training data of {name}", f"DATA_ROOT={s.data_root} INSTRUCTION_TYPE={s.instruction_type}")
+    layout.require_file(data, f"training data of {name}",
+                        f"DATA_ROOT={s.data_root} INSTRUCTION_TYPE={s.instruction_type}")
     decision_file = groups.group_file(s, name)
     if os.path.isfile(decision_file):
         log(f"{s.method}/{name}: repeating the group decision stored in {decision_file}")
