@@ -7,7 +7,8 @@ codebook line), of the cosine similarity of a TF-IDF vectoriser (English stop wo
 The best group k* wins when its similarity reaches the threshold (0.90 for the original ``Instructions`` type,
 0.30 for the other types). Below it, a training file opens group n+1 and a test file goes to the newest group n.
 
-Behaviour follows the released ``instruct/LoRASelect.py`` (see docs/reference notes), with these deviations:
+Behaviour follows the released ``instruct/LoRASelect.py`` (its rules and the groups the released scripts use:
+docs/coin_chain.md, "The released grouping"), with these deviations:
 
 * train vs test is decided by "train" in the file *name*, not anywhere in the path (a run directory called
   ``train_runs/`` would otherwise turn every test file into a training file and commit it to the codebook);

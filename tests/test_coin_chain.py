@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import subprocess_env
+from llava.train.dist import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
@@ -39,12 +39,6 @@ LOSS_LINE = re.compile(r"\{'loss': ")
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or not (BIN / "deepspeed").exists(),
                                 reason="needs bash and the deepspeed launcher in the test interpreter's bin/")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bash(script: Path, *args: str, env: dict, cwd: Path = REPO, check: bool = True,
@@ -412,14 +406,30 @@ def test_run_chain_rejects_an_unknown_chain(tmp_path):
 
 
 def test_script_names_and_layout():
-    for chain in ("Train_LLaCA", "Train_LoRA", "Train_FixedEMA"):
+    """CoIN's script names; each per-task training script shows its train_mem.py command with its flags; the
+    chain and eval scripts stay thin (their logic is llava/coin/, tested directly in test_coin_logic.py)."""
+    for chain in ("Train_LLaCA", "Train_LoRA", "Train_FixedEMA", "Train_LLaCA_grouped"):
         assert sorted(p.name for p in (COIN / chain).iterdir()) == sorted(TRAIN_SCRIPTS + ["Train_all.sh"])
     assert [p.name for p in (COIN / "Train_Multitask").iterdir()] == ["Train_all.sh"]
     assert sorted(p.name for p in (COIN / "Eval").iterdir()) == sorted(
         EVAL_SCRIPTS + ["eval_all.sh", "eval_matrix.sh", "eval_zero_shot.sh", "eval_multitask.sh"])
+    commands = [COIN / chain / name for chain in ("Train_LLaCA", "Train_LoRA", "Train_FixedEMA", "Train_LLaCA_grouped")
+                for name in TRAIN_SCRIPTS] + [COIN / "Train_Multitask" / "Train_all.sh"]
+    logic = []  # lines with a condition, loop or function: only run_chain.sh's two conditions
     for script in COIN.rglob("*.sh"):
         text = script.read_text()
-        if script.name != "common.sh":
+        code = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        assert "<<" not in text and " - " not in text, f"{script}: no heredocs, no `python -`"
+        logic += [line for line in code if {"if", "for", "while", "case", "function", "||"} & set(line.split())
+                  or "()" in line]
+        if script.parent == COIN and script.name != "run_chain.sh":  # sourced by the others
+            assert not text.startswith("#!") and len(code) <= 4, script
+        elif script in commands:
             assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text, script
-            assert len(text.splitlines()) <= 12, f"{script}: per-task scripts stay tiny; logic goes in common.sh"
+            assert ' "$COIN_ROOT/llava/train/train_mem.py" \\\n    --deepspeed "$DS_CONFIG" \\\n' in text, script
+            assert len(code) == 39 and sum(line.startswith("    --") for line in code) == 33, script
+        else:
+            assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text, script
+            assert len(code) <= 7, f"{script}: chain and eval scripts stay thin"
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+    assert len(logic) == 2, logic

@@ -2,7 +2,8 @@
 
 Without training (a stand-in `deepspeed` that records its arguments, as in test_coin_chain.py), on the eight
 tasks of a tiny mini-CoIN: the groups computed from the instructions reproduce the released scripts' chain
-(reference note §3: which checkpoint each task starts from, `--llaca` per task), the NEW_GROUP_INIT and
+(docs/coin_chain.md, "The released grouping": which checkpoint each task starts from, `--llaca` per
+task), the NEW_GROUP_INIT and
 GROUP_EMA switches, the per-stage codebook copies, a rerun repeating the stored decision, and the checkpoint
 that answers every cell of the matrix. Then one real run of three tasks with the tiny test model through
 Train_all.sh and eval_matrix.sh.
@@ -32,7 +33,8 @@ TASKS = list(MINI_TASKS)
 SCRIPTS = dict(zip(TASKS, ["1_Science.sh", "2_TextVQA.sh", "3_ImageNet.sh", "4_GQA.sh", "5_VizWiz.sh",
                            "6_Grounding.sh", "7_vqav2.sh", "8_OCRVQA.sh"]))
 
-# The released Train_CIA scripts (reference note §3, §4.3): group, new group?, start weights, --dema.
+# The released Train_CIA scripts (docs/coin_chain.md, "The released grouping"): group, new group?, start
+# weights, --dema.
 RELEASED = {
     "ScienceQA": (1, True, None, False),
     "TextVQA": (2, True, "ScienceQA", False),
@@ -78,9 +80,12 @@ def flag(call: str, name: str) -> str | None:
     return words[words.index(name) + 1] if name in words else None
 
 
+ROUTES_COMMAND = f"{sys.executable} -m llava.coin.evaluation routes"
+
+
 def routes(env: dict, **extra) -> list[list[str]]:
-    """coin_print_routes: one [stage, task, checkpoint, how] per cell."""
-    proc = bash("source scripts/CoIN/common.sh && coin_print_routes", env=dict(env, **extra))
+    """`python -m llava.coin.evaluation routes`: one [stage, task, checkpoint, how] per cell."""
+    proc = bash(ROUTES_COMMAND, env=dict(env, **extra))
     return [line.split("\t") for line in proc.stdout.splitlines()]
 
 
@@ -223,7 +228,7 @@ def test_grouping_with_plain_lora(world):
 @pytest.mark.parametrize("command, extra, message", [
     (CHAIN / "1_Science.sh", {"NEW_GROUP_INIT": "paper"}, "NEW_GROUP_INIT must be previous or fresh"),
     (CHAIN / "1_Science.sh", {"GROUP_EMA": "some"}, "GROUP_EMA must be reused, all or none"),
-    ("source scripts/CoIN/common.sh && coin_print_routes", {"ROUTE": "test"}, "ROUTE must be owner or test_file"),
+    (ROUTES_COMMAND, {"ROUTE": "test"}, "ROUTE must be owner or test_file"),
 ])
 def test_bad_settings_fail_clearly(released, command, extra, message):
     proc = bash(command, env=dict(released["env"], **extra), check=False)

@@ -23,7 +23,8 @@ import math
 import os
 from pathlib import Path
 
-from llava.eval.CoIN.common import COIN_TASKS, run
+from llava.coin.tasks import names as coin_task_names
+from llava.eval.CoIN.common import run
 from llava.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, load_json
 
 Cell = float | None
@@ -117,8 +118,9 @@ def chain_tasks(results_dir: Path, tasks: list[str] | None) -> tuple[list[str], 
     """(task order, number of stages done). Without `tasks`: the CoIN tasks that have a stage folder or a
     score under one, in CoIN order. The stage folders must be the first tasks of that order."""
     if tasks is None:
-        tasks = [t for t in COIN_TASKS if (results_dir / t).is_dir()
-                 or any((results_dir / s / t / "score.json").is_file() for s in COIN_TASKS)]
+        coin_tasks = coin_task_names()
+        tasks = [t for t in coin_tasks if (results_dir / t).is_dir()
+                 or any((results_dir / s / t / "score.json").is_file() for s in coin_tasks)]
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"tasks repeat: {tasks}")
     done = [(results_dir / t).is_dir() for t in tasks]

@@ -146,7 +146,7 @@ job() {
 pids=()
 failed=0
 # A free port per chain (its tasks' DeepSpeed launches reuse it), so two benchmarks on one machine do not clash.
-free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { "$PYTHON" -c 'from llava.train.dist import free_port; print(free_port())'; }
 for ((seed = 0; seed < RUN_SEEDS; seed++)); do
     for method in $METHODS; do
         while [[ "$(jobs -rp | wc -l)" -ge "$JOBS" ]]; do wait -n || failed=1; done

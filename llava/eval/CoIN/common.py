@@ -17,7 +17,6 @@ from typing import Any, Callable
 from llava.eval.m4c_evaluator import EvalAIAnswerProcessor, TextVQAAccuracyEvaluator
 from llava.utils import atomic_write_json, atomic_write_text, load_json, load_jsonl
 
-COIN_TASKS = ["ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA"]
 SHOWN_IDS = 5  # ids named in a coverage error
 
 normalize_answer = EvalAIAnswerProcessor()

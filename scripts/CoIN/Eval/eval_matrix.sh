@@ -5,6 +5,7 @@
 # RESULT_ROOT/Zero_shot has scores). Cells with an up-to-date score.json are not redone. A grouped chain
 # (Train_LLaCA_grouped: group.json in its task folders) answers cell (j, i) with the latest stage-<=j checkpoint
 # of task i's group instead (ROUTE=owner|test_file; the table goes to RESULT_ROOT/METHOD/routing.json).
+# llava/coin/evaluation.py.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-coin_eval_matrix
+source "$(dirname "${BASH_SOURCE[0]}")/../env.sh"
+exec "$PYTHON" -m llava.coin.evaluation matrix

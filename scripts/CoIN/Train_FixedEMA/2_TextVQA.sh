@@ -1,7 +1,47 @@
 #!/usr/bin/env bash
 # FixedEMA chain, CoIN task 2/8: TextVQA, starting from the previous task of TASKS (default ScienceQA).
-# Fixed-weight EMA baseline (--llaca True --llaca_mode fixed). Settings (env vars): scripts/CoIN/common.sh, docs/coin_chain.md.
+# Fixed-weight EMA baseline (--llaca True --llaca_mode fixed).
+# The command is upstream LLaVA's LoRA fine-tuning plus CoIN's flags. Each "$VARIABLE" is a setting (environment
+# variable, published default: docs/coin_chain.md) or comes from the plan (scripts/CoIN/plan_task.sh): TASK_BATCH
+# (its entry of BATCH_SIZES), INIT_FLAG INIT_PATH, GPU_FLAGS and the optional *_FLAG(S). The plan skips a DONE task;
+# a rerun resumes an unfinished one from its newest complete checkpoint (RESUME_FLAG).
 set -euo pipefail
-CHAIN=FixedEMA
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-coin_train_task TextVQA
+source "$(dirname "${BASH_SOURCE[0]}")/../plan_task.sh" FixedEMA TextVQA
+
+"$PYTHON" -m llava.coin.training run FixedEMA TextVQA -- \
+"$DEEPSPEED" "${GPU_FLAGS[@]}" --master_port "$MASTER_PORT" "$COIN_ROOT/llava/train/train_mem.py" \
+    --deepspeed "$DS_CONFIG" \
+    --lora_enable True --lora_r "$LORA_R" --lora_alpha "$LORA_ALPHA" --mm_projector_lr "$MM_PROJECTOR_LR" \
+    --model_name_or_path "$BASE_LM" \
+    "$INIT_FLAG" "$INIT_PATH" \
+    --version v1 \
+    --data_path "$DATA_ROOT/$INSTRUCTION_TYPE/TextVQA/train.json" \
+    --image_folder "$IMAGE_ROOT" \
+    --vision_tower "$VISION_TOWER" \
+    --mm_projector_type mlp2x_gelu \
+    --mm_vision_select_layer -2 \
+    --mm_use_im_start_end False \
+    --mm_use_im_patch_token False \
+    --image_aspect_ratio pad \
+    --group_by_modality_length True \
+    --bf16 "$BF16" \
+    --output_dir "$OUTPUT_ROOT/$METHOD/TextVQA" \
+    --num_train_epochs "$EPOCHS" \
+    --per_device_train_batch_size "$TASK_BATCH" \
+    --per_device_eval_batch_size "$TASK_BATCH" \
+    --gradient_accumulation_steps "$GRAD_ACCUM" \
+    --evaluation_strategy no \
+    --learning_rate "$LR" \
+    --weight_decay 0. \
+    --warmup_ratio 0.03 \
+    --lr_scheduler_type cosine \
+    --logging_steps 1 \
+    --tf32 "$TF32" \
+    --model_max_length "$MODEL_MAX_LENGTH" \
+    --gradient_checkpointing True \
+    --dataloader_num_workers "$NUM_WORKERS" \
+    --lazy_preprocess True \
+    --report_to none \
+    --save_strategy "$SAVE_STRATEGY" "${SAVE_STEPS_FLAG[@]}" "${MAX_STEPS_FLAG[@]}" "${LORA_TARGETS_FLAG[@]}" \
+    --llaca True --llaca_mode fixed \
+    "${RESUME_FLAG[@]}" "${EXTRA_TRAIN_FLAGS[@]}"

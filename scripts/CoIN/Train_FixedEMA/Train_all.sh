@@ -4,6 +4,5 @@
 # (default ./checkpoints/CoIN/FixedEMA/). Rerun after an interruption: finished tasks (DONE) are skipped and
 # an unfinished one resumes from its newest complete Trainer checkpoint.
 set -euo pipefail
-CHAIN=FixedEMA
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-coin_train_all "$(dirname "${BASH_SOURCE[0]}")"
+source "$(dirname "${BASH_SOURCE[0]}")/../env.sh"
+exec "$PYTHON" -m llava.coin.training chain FixedEMA "$(dirname "${BASH_SOURCE[0]}")"

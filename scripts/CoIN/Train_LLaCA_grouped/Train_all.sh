@@ -5,6 +5,5 @@
 # with METHOD=LLaCA_grouped bash scripts/CoIN/Eval/eval_matrix.sh. Rerun after an interruption: DONE tasks are
 # skipped, an unfinished one repeats its group.json decision and resumes from its newest complete checkpoint.
 set -euo pipefail
-CHAIN=LLaCA_grouped
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-coin_train_all "$(dirname "${BASH_SOURCE[0]}")"
+source "$(dirname "${BASH_SOURCE[0]}")/../env.sh"
+exec "$PYTHON" -m llava.coin.training chain LLaCA_grouped "$(dirname "${BASH_SOURCE[0]}")"
