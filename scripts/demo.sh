@@ -31,14 +31,8 @@ started=$SECONDS
 echo "[demo] mini-CoIN on $MINI_TASKS: sequential LoRA vs LLaCA, 1 seed ($cores CPU core(s), $JOBS chain(s) at a time)"
 bash scripts/mini/run.sh --seeds 1 --methods "LoRA LLaCA" --jobs "$JOBS" --runs "$RUNS" --out "$OUT"
 echo "[demo] finished in $((SECONDS - started)) s"
-python - "$OUT/report.json" << 'EOF'
-import json, sys
-table = json.load(open(sys.argv[1]))["table"]
-print(f"{'method':<8} {'Avg':>6} {'New':>6} {'Forgetting':>11}")
-for method in ("LoRA", "LLaCA"):
-    row = table[method]
-    print(f"{method:<8} {row['avg'][0]:>6.1f} {row['new'][0]:>6.1f} {row['forgetting'][0]:>11.1f}")
-EOF
+python -m llava.coin.summary "$OUT/report.json" --methods LoRA LLaCA \
+    --benchmark "${DEMO_BENCHMARK:-$ROOT/results/mini_coin/report.json}"
 echo "[demo] report: $OUT/report.md"
 echo "[demo] plots:  $OUT/figures.png $OUT/forgetting_curves.png $OUT/coefficients.png,"
 echo "               accuracy matrices: $(echo "$RUNS"/seed0-*/results)/{LoRA,LLaCA}/matrix.png"

@@ -33,6 +33,8 @@ def test_demo_prints_both_methods_and_writes_the_report(demo):
     header = next(i for i, line in enumerate(lines) if line.split()[:4] == ["method", "Avg", "New", "Forgetting"])
     rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines[header + 1:header + 3]}
     assert set(rows) == {"LoRA", "LLaCA"}
+    noise = lines[header + 3]
+    assert noise.startswith("One seed: differences under") and "results/mini_coin/report.md" in noise
     report = json.loads((root / "report" / "report.json").read_text())
     (run_dir,) = (root / "runs").glob("seed0-*")  # keyed by the data
     for method, (avg, new, forgetting) in rows.items():

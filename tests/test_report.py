@@ -116,3 +116,21 @@ def test_decomposition_pairs_rows_seed_by_seed_and_names_noise(tmp_path):
     assert "## What the EMA did, per task" in text and "| followed | 0.5 |" in text
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["drift"]["LLaCA"]["B"]["seeds"] == 2 and len(saved["decomposition"]) == 2
+
+
+def test_one_seed_summary_says_how_large_a_difference_must_be(tmp_path, capsys):
+    from llava.coin import summary
+
+    table = {"LoRA": {"avg": [20.0, 1.0, 3], "new": [70.0, 2.0, 3], "forgetting": [60.0, 1.5, 3]},
+             "LLaCA": {"avg": [22.0, 1.0, 3], "new": [71.0, 2.0, 3], "forgetting": [58.0, 4.25, 3]}}
+    (tmp_path / "report.json").write_text(json.dumps({"table": table}))
+    summary.main([str(tmp_path / "report.json"), "--methods", "LoRA", "LLaCA", "--benchmark",
+                  str(tmp_path / "report.json")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["LoRA", "20.0", "70.0", "60.0"]
+    assert out[3].startswith("One seed: differences under 4.2 points of Forgetting are noise")
+    assert "LoRA ± 1.5, LLaCA ± 4.2" in out[3] and out[3].endswith(str(tmp_path / "report.md"))
+    (tmp_path / "other.json").write_text("[]")
+    with pytest.raises(SystemExit):
+        summary.main([str(tmp_path / "report.json"), "--methods", "LoRA", "--benchmark", str(tmp_path / "other.json")])
+    assert "not a report" in capsys.readouterr().err
