@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from playground import make_mini_coin as mc
+from playground.mini_coin import generate as mc
 from test_coin_chain import ALL_TASKS, FAKE_DEEPSPEED, published_layout
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from llava.coin import cells, evaluation, groups, layout, tasks, training
 from llava.coin.console import ChainError
 from llava.coin.settings import Settings, SettingsError, from_env
 from llava.eval import matrix
-from playground import make_mini_coin as mc
+from playground.mini_coin import generate as mc
+from playground.mini_coin.tasks import SHORT_ANSWER
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
@@ -304,7 +305,7 @@ def test_the_grouped_plan_decides_each_group_and_commits_after_training(inputs, 
         assert f"group={group} new={new} llaca={llaca}" in Path(layout.task_dir(s, name), "DONE").read_text()
         copy = Path(groups.codebook_copy(s, name))
         assert sorted(p.name for p in copy.iterdir()) == [f"instruction_{k}.txt" for k in range(1, known + 1)]
-    assert Path(groups.codebook_copy(s, "GQA"), "instruction_2.txt").read_text() == mc.SHORT_ANSWER + "\n"
+    assert Path(groups.codebook_copy(s, "GQA"), "instruction_2.txt").read_text() == SHORT_ANSWER + "\n"
     # a retrained stage: the working codebook is reset to the copy of the stage before it
     Path(layout.live_codebook(s), "instruction_9.txt").write_text("stray\n")
     logged, log = messages()
