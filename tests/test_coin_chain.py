@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from conftest import subprocess_env
+from llava.coin import tasks as coin_tasks
 from llava.train.dist import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
 TASKS = ["ScienceQA", "TextVQA", "ImageNet"]
-ALL_TASKS = ["ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA"]
+ALL_TASKS = coin_tasks.names()
 TRAIN_SCRIPTS = ["1_Science.sh", "2_TextVQA.sh", "3_ImageNet.sh", "4_GQA.sh", "5_VizWiz.sh", "6_Grounding.sh",
                  "7_vqav2.sh", "8_OCRVQA.sh"]
 EVAL_SCRIPTS = ["1_eval_sqa.sh", "2_eval_textqa.sh", "3_eval_ImageNet.sh", "4_eval_gqa.sh", "5_eval_vizwiz.sh",
