@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import run_command, subprocess_env
 from llaca_plugin.grouping import decide
 from llava.coin import tasks as coin_tasks
 from playground.mini_coin.generate import generate
@@ -65,12 +65,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def bash(script: Path | str, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     """Run a script file (or a bash -c command) from the repository root."""
-    command = ["bash", "-c", script] if isinstance(script, str) else ["bash", str(script), *args]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{command} failed ({proc.returncode})\n--- stdout ---\n{proc.stdout[-5000:]}\n"
-                             f"--- stderr ---\n{proc.stderr[-5000:]}")
-    return proc
+    command = ["bash", "-c", script] if isinstance(script, str) else ["bash", script, *args]
+    return run_command(command, env=env, check=check)
 
 
 def flag(call: str, name: str) -> str | None:
