@@ -32,8 +32,8 @@ import time
 if __package__ in (None, ""):  # run as a file (`python playground/make_mini_coin.py`): make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from llava.coin.tasks import names as coin_task_names  # noqa: E402
 from playground.mini_coin.generate import generate  # noqa: E402
-from playground.mini_coin.tasks import TASKS  # noqa: E402
 
 # The version of what this generator writes for given arguments: cached data, bases and benchmark runs are keyed
 # by it and the arguments (not by the generator's text). Bump it with any change to the output; a test pins the
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", nargs="*", default=[], metavar="TASK=SOURCE:F[,SOURCE:F]",
                         help="a share F of TASK's training records asks SOURCE's questions in TASK's wording (short-"
                              "answer tasks only), e.g. VQAv2=TextVQA:0.2,GQA:0.1")
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", choices=coin_task_names(), default=coin_task_names())
     parser.add_argument("--pretrain_size", type=int, default=20000)
     parser.add_argument("--image_size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--grid", type=int, default=3, help="cells per image side (one patch each)")

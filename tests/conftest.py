@@ -26,13 +26,21 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
-def run(cmd: list[str], timeout: int = 600, check: bool = True, **env) -> subprocess.CompletedProcess:
-    """Run a command from the repository root; on failure show its output tail."""
-    proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
+def run_command(cmd: list, *, env: dict, cwd: Path = REPO, timeout: int = 600,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Run `cmd` in `cwd` with exactly `env`, output captured; with `check`, a failure is an AssertionError that
+    shows the command, its exit status and the tails of its stdout and stderr."""
+    proc = subprocess.run([str(word) for word in cmd], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
                              f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}")
     return proc
+
+
+def run(cmd: list[str], timeout: int = 600, check: bool = True, **env) -> subprocess.CompletedProcess:
+    """Run a command from the repository root in the tests' environment (subprocess_env, plus `env`)."""
+    return run_command(cmd, env=subprocess_env(**env), timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""Upstream LLaVA/CoIN command lines parse unchanged; every flag declared in llava/train/arguments.py is honoured,
-mapped or refused with an error that says why and what to use (FLAG_OUTCOMES: adding a flag without deciding
-fails test_every_declared_flag_is_decided)."""
+"""Upstream LLaVA/CoIN command lines parse unchanged; every flag declared in llava/train/arguments.py (the LLaCA
+flags: llava/train/llaca.py) is honoured, mapped or refused with an error that says why and what to use
+(FLAG_OUTCOMES: adding a flag without deciding fails test_every_declared_flag_is_decided)."""
 import dataclasses
 import logging
 import re
@@ -12,6 +12,7 @@ import torch
 
 from conftest import PYTHON, REPO, run, train_args
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
+from llava.train.llaca import LLaCAArguments
 
 BASE = ["--model_name_or_path", "lm", "--output_dir", "out", "--report_to", "none"]
 
@@ -93,8 +94,9 @@ UPSTREAM_FINETUNE_LORA = (
 
 
 def declared_flags() -> set[str]:
-    """Every flag our three argument classes declare (TrainingArguments: the fields in our class body)."""
-    ours = {f.name for cls in (ModelArguments, DataArguments) for f in dataclasses.fields(cls)}
+    """Every flag our three argument classes declare (TrainingArguments: the fields in our class body and in its
+    LLaCA mixin, not transformers')."""
+    ours = {f.name for cls in (ModelArguments, DataArguments, LLaCAArguments) for f in dataclasses.fields(cls)}
     return ours | set(TrainingArguments.__annotations__)
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import run_command, subprocess_env
+from llava.coin import tasks as coin_tasks
 from llava.train.dist import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
 TASKS = ["ScienceQA", "TextVQA", "ImageNet"]
-ALL_TASKS = ["ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA"]
+ALL_TASKS = coin_tasks.names()
 TRAIN_SCRIPTS = ["1_Science.sh", "2_TextVQA.sh", "3_ImageNet.sh", "4_GQA.sh", "5_VizWiz.sh", "6_Grounding.sh",
                  "7_vqav2.sh", "8_OCRVQA.sh"]
 EVAL_SCRIPTS = ["1_eval_sqa.sh", "2_eval_textqa.sh", "3_eval_ImageNet.sh", "4_eval_gqa.sh", "5_eval_vizwiz.sh",
@@ -43,12 +44,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None or not (BIN / "deep
 
 def bash(script: Path, *args: str, env: dict, cwd: Path = REPO, check: bool = True,
          timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["bash", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"bash {script.relative_to(REPO)} {' '.join(args)} failed ({proc.returncode})\n"
-                             f"--- stdout ---\n{proc.stdout[-5000:]}\n--- stderr ---\n{proc.stderr[-5000:]}")
-    return proc
+    return run_command(["bash", script, *args], env=env, cwd=cwd, timeout=timeout, check=check)
 
 
 def mtimes(root: Path) -> dict[str, int]:

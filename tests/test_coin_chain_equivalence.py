@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_command
 from playground.mini_coin import generate as mc
 from test_coin_chain import ALL_TASKS, FAKE_DEEPSPEED, published_layout
 
@@ -84,12 +85,8 @@ class Side:
 
     def run(self, script: str, *args: str, check: bool = True, **settings) -> subprocess.CompletedProcess:
         env = dict(self.env, **{k: str(v) for k, v in settings.items()})
-        proc = subprocess.run(["bash", str(self.repo / "scripts" / "CoIN" / script), *args], cwd=self.work, env=env,
-                              capture_output=True, text=True, timeout=900)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{self.name}: {script} failed ({proc.returncode})\n{proc.stdout[-3000:]}\n"
-                                 f"{proc.stderr[-3000:]}")
-        return proc
+        return run_command(["bash", self.repo / "scripts" / "CoIN" / script, *args], env=env, cwd=self.work,
+                           timeout=900, check=check)
 
     def commands(self) -> list[str]:
         lines = self.calls.read_text().splitlines() if self.calls.exists() else []

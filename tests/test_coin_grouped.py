@@ -19,19 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import run_command, subprocess_env
 from llaca_plugin.grouping import decide
+from llava.coin import tasks as coin_tasks
 from playground.mini_coin.generate import generate
 from playground.mini_coin.tasks import GROUNDING_INSTRUCTION, IMAGENET_QUESTION, SHORT_ANSWER, SQA_INSTRUCTION
-from playground.mini_coin.tasks import TASKS as MINI_TASKS
 from test_coin_chain import BIN, FAKE_DEEPSPEED, free_port, mtimes
 
 REPO = Path(__file__).resolve().parents[1]
 COIN = REPO / "scripts" / "CoIN"
 CHAIN = COIN / "Train_LLaCA_grouped"
-TASKS = list(MINI_TASKS)
-SCRIPTS = dict(zip(TASKS, ["1_Science.sh", "2_TextVQA.sh", "3_ImageNet.sh", "4_GQA.sh", "5_VizWiz.sh",
-                           "6_Grounding.sh", "7_vqav2.sh", "8_OCRVQA.sh"]))
+TASKS = coin_tasks.names()
 
 # The released Train_CIA scripts (docs/coin_chain.md, "The released grouping"): group, new group?, start
 # weights, --dema.
@@ -67,12 +65,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def bash(script: Path | str, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     """Run a script file (or a bash -c command) from the repository root."""
-    command = ["bash", "-c", script] if isinstance(script, str) else ["bash", str(script), *args]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{command} failed ({proc.returncode})\n--- stdout ---\n{proc.stdout[-5000:]}\n"
-                             f"--- stderr ---\n{proc.stderr[-5000:]}")
-    return proc
+    command = ["bash", "-c", script] if isinstance(script, str) else ["bash", script, *args]
+    return run_command(command, env=env, check=check)
 
 
 def flag(call: str, name: str) -> str | None:
@@ -198,7 +192,8 @@ def test_rerun_skips_finished_tasks_and_repeats_a_stored_decision(released, worl
     decision, book = (out / "group.json").read_bytes(), {p.name: p.read_text() for p in (out / "codebook").iterdir()}
     now = decide(method_dir / "codebook", Path(env["DATA_ROOT"]) / "Instructions" / "Grounding" / "train.json")
     assert (now.group, now.new) == (4, False)
-    proc = bash(CHAIN / SCRIPTS["Grounding"], env=dict(env, NEW_GROUP_INIT="fresh", GROUP_EMA="all"))
+    grounding = CHAIN / coin_tasks.task("Grounding").train_script
+    proc = bash(grounding, env=dict(env, NEW_GROUP_INIT="fresh", GROUP_EMA="all"))
     assert "repeating the group decision stored in" in proc.stdout
     assert "decided with NEW_GROUP_INIT=previous GROUP_EMA=reused" in proc.stdout
     call = world["calls"].read_text().splitlines()[-1]

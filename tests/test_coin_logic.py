@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run
 from llava.coin import cells, evaluation, groups, layout, tasks, training
 from llava.coin.console import ChainError
 from llava.coin.settings import Settings, SettingsError, from_env
 from llava.eval import matrix
-from playground.mini_coin import generate as mc
+from playground.mini_coin.generate import generate
 from playground.mini_coin.tasks import SHORT_ANSWER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,6 +177,14 @@ def test_an_unfinished_task_resumes_from_its_newest_complete_checkpoint(inputs):
     assert plan.resume == f"{out}/checkpoint-40"
 
 
+def test_the_chain_loads_neither_torch_nor_transformers():
+    """Each per-task script runs the chain's logic twice: it shares the checkpoint rule with the trainer
+    (llava.train.checkpoints) without the trainer's imports."""
+    code = ("import sys, llava.coin.training, llava.coin.evaluation; "
+            "print([m for m in ('torch', 'transformers') if m in sys.modules])")
+    assert run([sys.executable, "-c", code]).stdout.strip() == "[]"
+
+
 def test_the_plan_as_shell_variables(inputs):
     s = replace(inputs, num_gpus="2", save_steps="50", lora_targets="q_proj,v_proj",
                 extra_train_args=("--seed", "7", "--note", "it's"))
@@ -283,7 +292,7 @@ def test_the_chain_runs_each_tasks_script_in_order_and_stops_at_a_failure(inputs
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("mini")
-    mc.generate(data, seed=0, train_per_task=2, test_per_task=3, pretrain_size=0,
+    generate(data, seed=0, train_per_task=2, test_per_task=3, pretrain_size=0,
                 tasks=("ScienceQA", "TextVQA", "ImageNet", "GQA"))
     return data
 

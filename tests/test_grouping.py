@@ -9,10 +9,11 @@ import pytest
 
 from llaca_plugin import grouping
 from llaca_plugin.grouping import GroupDecision, GroupingError, commit, decide, extract_instructions
+from llava.coin import tasks as coin_tasks
 from playground.mini_coin.generate import generate
-from playground.mini_coin.tasks import EVAL_SPLITS, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
+TASKS = coin_tasks.names()
 SQA = "Answer with the option's letter from the given choices directly."
 SHORT = "Answer the question using a single word or phrase."
 
@@ -182,7 +183,7 @@ def mini_coin(tmp_path_factory) -> Path:
 
 
 def eval_files(instructions: Path, task: str) -> list[Path]:
-    return [instructions / task / f"{split}.json" for split in EVAL_SPLITS.get(task, ("test",)) + ("test",)]
+    return [instructions / task / f"{split}.json" for split in coin_tasks.task(task).question_splits]
 
 
 def test_mini_coin_in_coin_order_reproduces_the_released_group_table(mini_coin, tmp_path):

@@ -1,6 +1,7 @@
 """The synthetic mini-CoIN generator writes the CoIN formats of docs/coin_formats.md, deterministically."""
 import hashlib
 import json
+import os
 import random
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from llava.coin import tasks as coin_tasks
 from playground.make_mini_coin import FORMAT_VERSION
 from playground.mini_coin import tasks, vocabulary
 from playground.mini_coin.drawing import Painter
@@ -19,7 +21,7 @@ from playground.mini_coin.scene import sample_row_pair
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(train_per_task=20, test_per_task=10, pretrain_size=50)
-EVAL_FILES = {task: tasks.EVAL_SPLITS.get(task, ("test",)) for task in tasks.TASKS}
+EVAL_FILES = {task.name: task.question_splits for task in coin_tasks.TASKS}
 TASK_LINES = (tasks.SQA_INSTRUCTION, tasks.SHORT_ANSWER, tasks.VIZWIZ_UNANSWERABLE, tasks.GROUNDING_INSTRUCTION,
               tasks.IMAGENET_QUESTION)
 BOX = re.compile(r"^\[(\d\.\d\d), (\d\.\d\d), (\d\.\d\d), (\d\.\d\d)\]$")
@@ -50,7 +52,7 @@ def open_image(data: Path, relpath: str) -> Image.Image:
 
 
 def test_train_files_are_llava_conversations(data):
-    for task in tasks.TASKS:
+    for task in coin_tasks.names():
         records = load(data / "Instructions" / task / "train.json")
         assert len(records) == SMALL["train_per_task"]
         for record in records:
@@ -179,7 +181,7 @@ def test_gqa_scenes_are_two_objects_side_by_side_named_by_colour_and_shape():
 
 
 def test_multitask_is_the_shuffled_union(data):
-    union = [r for task in tasks.TASKS for r in load(data / "Instructions" / task / "train.json")]
+    union = [r for task in coin_tasks.names() for r in load(data / "Instructions" / task / "train.json")]
     multitask = load(data / "Instructions" / "Multitask" / "train.json")
     key = lambda record: json.dumps(record, sort_keys=True)  # noqa: E731
     assert sorted(map(key, multitask)) == sorted(map(key, union)) and multitask != union
@@ -225,6 +227,22 @@ def test_cli_task_subset_reproduces_those_tasks(data, tmp_path):
         relative = Path("Instructions") / task / f"{split}.json"
         assert (out / relative).read_bytes() == (data / relative).read_bytes()
     assert not (out / "cl_dataset" / "GQA").exists()
+
+
+def test_the_tasks_and_their_files_are_the_registrys(data):
+    """Every CoIN task of llava/coin/tasks.py has a maker and instruction lines, and the generator writes each
+    one's training file and the question files the registry names, nothing else."""
+    assert list(tasks.TASK_MAKERS) == list(tasks.INSTRUCTION_LINES) == coin_tasks.names()
+    for task in coin_tasks.TASKS:
+        written = sorted(p.stem for p in (data / "Instructions" / task.name).iterdir())
+        assert written == sorted(("train", *task.question_splits)) and task.eval_split in written
+
+
+def test_the_benchmarks_default_tasks_are_the_registrys():
+    shown = subprocess.run(["bash", "-c", 'unset MINI_TASKS; source scripts/mini/settings.sh; echo "$MINI_TASKS"'],
+                           cwd=REPO, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHON": sys.executable})
+    assert shown.stdout.split() == coin_tasks.names()
 
 
 def test_rejects_unknown_task(tmp_path):

@@ -2,7 +2,9 @@
 
 One table serves the chain scripts (`scripts/CoIN/Train_<chain>/<train_script>`, `scripts/CoIN/Eval/<eval_script>`),
 the evaluation (`llava.coin.evaluation`: which file is scored, by which inference module and scorer), the accuracy
-matrix (`llava.eval.matrix`: the task order) and the mini-CoIN generator. Instruction files are
+matrix (`llava.eval.matrix`: the task order), the mini-CoIN generator (`playground/mini_coin/`: which tasks and
+question files it writes) and the mini-CoIN benchmark's default task list (`python -m llava.coin.tasks` prints the
+names, space-separated, for scripts/mini/settings.sh). Instruction files are
 `DATA_ROOT/INSTRUCTION_TYPE/<name>/train.json` and `.../<eval_split>.json`; annotation paths are relative to
 IMAGE_ROOT (docs/coin_formats.md describes every file).
 """
@@ -40,6 +42,12 @@ class CoinTask:
     @property
     def eval_file(self) -> str:
         return f"{self.eval_split}.json"
+
+    @property
+    def question_splits(self) -> tuple[str, ...]:
+        """The question files CoIN ships for the task (their names without .json), the scored one first: every
+        task has test.json; a task scored on val.json has both."""
+        return (self.eval_split,) if self.eval_split == "test" else (self.eval_split, "test")
 
 
 TASKS: tuple[CoinTask, ...] = (
@@ -85,3 +93,7 @@ def parse_task_list(text: str) -> list[CoinTask]:
             raise ValueError(f"TASKS names {name} twice: {text}")
         seen.add(name)
     return [BY_NAME[name] for name in listed]
+
+
+if __name__ == "__main__":
+    print(" ".join(names()))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from llava.coin import console, groups, layout, tasks
 from llava.coin.console import ChainError, Log
 from llava.coin.settings import GROUPED_CHAIN, Settings, from_env
+from llava.train.checkpoints import CHECKPOINT_PREFIX, LLACA_STATE, last_complete_checkpoint
 from llava.utils import atomic_write_text
 
 PROJECTOR_HINT = "LLaVA-1.5's pretrain-only mm_projector.bin"
@@ -59,16 +60,6 @@ def previous_task(s: Settings, name: str) -> str | None:
         raise ChainError(f"task {name} is not in TASKS ({' '.join(s.task_names)}); the chain's order comes from TASKS")
     index = s.task_names.index(name)
     return s.task_names[index - 1] if index else None
-
-
-def newest_checkpoint(output_dir: str) -> str | None:
-    """The newest complete Trainer checkpoint of `output_dir` (llava.train.trainer's rule), else None. The
-    trainer (it loads torch) is imported only when a checkpoint-* entry exists."""
-    if not os.path.isdir(output_dir) or not any(n.startswith("checkpoint-") for n in os.listdir(output_dir)):
-        return None
-    from llava.train.trainer import last_complete_checkpoint
-
-    return last_complete_checkpoint(output_dir)
 
 
 def _skip(s: Settings, name: str, out: str, log: Log) -> None:
@@ -113,7 +104,7 @@ def plan_task(s: Settings, chain: str, name: str, *, decide: bool, log: Log) -> 
                              f"missing). Train {previous} first (Train_all.sh runs the chain in order)")
         init = (groups.PREVIOUS_FLAG, previous_dir)
     _require_training_inputs(s, name, data)
-    return TaskPlan(name, out, data, str(s.batch_size(task)), *init, newest_checkpoint(out), previous)
+    return TaskPlan(name, out, data, str(s.batch_size(task)), *init, last_complete_checkpoint(out), previous)
 
 
 def _plan_multitask(s: Settings, name: str, log: Log) -> TaskPlan | None:
@@ -127,7 +118,7 @@ def _plan_multitask(s: Settings, name: str, log: Log) -> TaskPlan | None:
     data = layout.train_file(s, name)
     _require_training_inputs(s, name, data)
     return TaskPlan(name, out, data, s.multitask_batch_size, groups.PROJECTOR_FLAG, s.pretrain_projector,
-                    newest_checkpoint(out))
+                    last_complete_checkpoint(out))
 
 
 def _plan_grouped(s: Settings, task: tasks.CoinTask, previous: str | None, data: str, decide: bool,
@@ -161,7 +152,8 @@ def _plan_grouped(s: Settings, task: tasks.CoinTask, previous: str | None, data:
     else:
         _require_projector(s)
     _require_training_inputs(s, name, data)
-    return TaskPlan(name, out, data, str(s.batch_size(task)), *init, newest_checkpoint(out), previous, record)
+    return TaskPlan(name, out, data, str(s.batch_size(task)), *init, last_complete_checkpoint(out), previous,
+                    record)
 
 
 # --------------------------------------------------------------------------------------------- the plan
@@ -220,8 +212,8 @@ def missing_outputs(output_dir: str, llaca: bool) -> list[str]:
                if not os.path.isfile(f"{output_dir}/{f}")]
     if not any(os.path.isfile(f"{output_dir}/{f}") for f in ("adapter_model.safetensors", "adapter_model.bin")):
         missing.append("adapter_model.safetensors")
-    if llaca and not os.path.isfile(f"{output_dir}/llaca_state.pt"):
-        missing.append("llaca_state.pt")
+    if llaca and not os.path.isfile(f"{output_dir}/{LLACA_STATE}"):
+        missing.append(LLACA_STATE)
     return missing
 
 
@@ -283,7 +275,7 @@ def run_task(s: Settings, chain: str, name: str, command: list[str], log: Log) -
         groups.commit(s, name, plan.previous, plan.group.group, plan.data, log)
     if not s.keep_checkpoints:
         for entry in os.listdir(plan.output_dir):
-            if entry.startswith("checkpoint-"):
+            if entry.startswith(CHECKPOINT_PREFIX):
                 path = f"{plan.output_dir}/{entry}"
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)

@@ -1,5 +1,6 @@
-"""Command-line arguments: upstream LLaVA-1.5's names, CoIN's additions, the LLaCA plugin's flags, and shims for
-the Trainer flags that transformers 5 renamed or dropped, so upstream scripts run unchanged.
+"""Command-line arguments: upstream LLaVA-1.5's names, CoIN's additions, the LLaCA plugin's flags (a base of
+TrainingArguments: LLaCAArguments, llava/train/llaca.py), and shims for the Trainer flags that transformers 5
+renamed or dropped, so upstream scripts run unchanged.
 
 No flag is accepted and ignored: each is honoured, mapped onto the flag that does the job now, or refused when
 parsed with an error that says why and what to use. A flag that selects something this package does not
@@ -18,6 +19,7 @@ import transformers
 
 from llava.conversation import check_template
 from llava.mm_utils import IMAGE_ASPECT_RATIOS, check_aspect_ratio
+from llava.train.llaca import LLaCAArguments
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments(transformers.TrainingArguments):
+class TrainingArguments(LLaCAArguments, transformers.TrainingArguments):
     cache_dir: str | None = field(default=None, metadata={
         "help": "Hugging Face Hub cache for the models, tokenizer and image processor named by hub id (default: the "
                 "hub's own cache)"})
@@ -113,38 +115,13 @@ class TrainingArguments(transformers.TrainingArguments):
     evaluation_strategy: str | None = field(default=None, metadata={"help": "alias of --eval_strategy"})
     warmup_ratio: float | None = field(default=None, metadata={"help": "mapped to --warmup_steps (a ratio in [0,1))"})
     group_by_length: bool = field(default=False, metadata={"help": "mapped to --train_sampling_strategy group_by_length"})
-    # LLaCA plugin
-    llaca: bool = field(default=False, metadata={"help": "gradient-informed EMA of the trainable weights"})
-    dema: bool | None = field(default=None, metadata={"help": "alias of --llaca (the CoIN fork's name)"})
-    llaca_variant: str = field(default="official", metadata={"choices": ["official", "paper"]})
-    llaca_multiplier: float | None = field(default=None, metadata={"help": "c in k = c(1+G)/(d H); None: 2 official, 1 paper"})
-    llaca_fallback: float = field(default=0.01, metadata={"help": "weight on the new weights when k is out of range"})
-    llaca_init: str | None = field(default=None, metadata={"choices": [None, "first_step", "task_start"]})
-    llaca_surrogate: str = field(default="grad_diff", metadata={"choices": ["grad_diff", "diff_quotient"]})
-    llaca_granularity: str = field(default="tensor", metadata={"choices": ["tensor", "layer"]})
-    llaca_mode: str = field(default="dynamic", metadata={"choices": ["dynamic", "fixed"]})
-    llaca_ema_dtype: str | None = field(default=None, metadata={
-        "help": "dtype of the EMA and the stored previous gradient (default: float32, or bfloat16 with "
-                "--llaca_arithmetic released)", "choices": [None, "float32", "bfloat16", "float16"]})
-    llaca_arithmetic: str = field(default="exact", metadata={
-        "help": "exact (fp32 norms and EMA) or released (the released code's bf16 arithmetic: a relative dead "
-                "band that partly reverts small changes; docs/llaca_arithmetic.md)", "choices": ["exact", "released"]})
-    llaca_drift: bool = field(default=True, metadata={
-        "help": "log per task how far training moved the weights and how much of it the EMA followed "
-                "(llaca_drift.json; keeps a copy of the task-start weights, one trainable-sized fp32 buffer)"})
-    llaca_log_steps: int = field(default=10, metadata={"help": "log coefficient statistics every N steps"})
-    llaca_fused_norms: bool = field(default=False, metadata={
-        "help": "CPU: the three L1 norms of a tensor in one torch.compile'd pass (about 2x faster merges; "
-                "compiles once, ~20 s); accelerators always use their foreach path"})
 
     def __post_init__(self):
         check_deepspeed_config(self.deepspeed)
         self._refuse_unsupported()
         self._map_renamed_flags()
         self._fit_to_hardware()
-        if self.dema is not None:
-            self.llaca = self.dema
-        super().__post_init__()
+        super().__post_init__()  # LLaCAArguments' (the --dema alias), then transformers' own
         check_report_to(self.report_to)
 
     def _refuse_unsupported(self) -> None:

@@ -173,8 +173,10 @@ def run_variant(preset_name: str, variant: str, steps: int, warmup: int, batch: 
     groups = zero_memory.param_groups(trainer.create_optimizer())
     timer = _timer_callback(trainer, device)
     trainer.add_callback(timer)
+    llaca = None
     if variant == "llaca":
-        trainer.add_callback(LLaCACallback(trainer))
+        llaca = LLaCACallback(trainer)
+        trainer.add_callback(llaca)
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
@@ -189,8 +191,8 @@ def run_variant(preset_name: str, variant: str, steps: int, warmup: int, batch: 
         "optimizer_state_bytes": {"measured": zero_memory.optimizer_bytes(inner),
                                   "dryrun": zero_memory.optimizer_state_bytes(groups, numels, type(inner))},
     }
-    if variant == "llaca":
-        handle = trainer.llaca_handle
+    if llaca is not None:
+        handle = llaca.handle
         result["llaca_state_bytes"] = {"measured": zero_memory.llaca_bytes(handle),
                                        "dryrun": zero_memory.llaca_state_bytes(numels, config_from_args(args))}
         result["llaca_counts"] = handle.counts

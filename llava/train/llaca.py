@@ -1,7 +1,10 @@
-"""The LLaCA plugin inside the Trainer: attached when training starts (to the DeepSpeed engine, or to the torch
-optimizer without DeepSpeed), its state restored on `--resume_from_checkpoint`, its coefficient statistics logged
-every `--llaca_log_steps` steps (Trainer log + `llaca_log.jsonl`), and at the end of the task the EMA swapped into
-the live weights before the final save, with `llaca_state.pt` written next to them.
+"""LLaCA in training, all of it: its flags (LLaCAArguments, a mixin of llava.train.arguments.TrainingArguments)
+and the plugin inside the Trainer (LLaCACallback): attached when training starts (to the DeepSpeed engine, or to
+the torch optimizer without DeepSpeed), its state restored on `--resume_from_checkpoint`, its coefficient
+statistics logged every `--llaca_log_steps` steps (Trainer log + `llaca_log.jsonl`), its state saved into every
+checkpoint before the checkpoint's COMPLETE marker (a `checkpoint_writers` entry of LLaVATrainer), and at the
+end of the task the EMA swapped into the live weights before the final save, with `llaca_state.pt` written next
+to them.
 
 A new task starts a new EMA from the weights it loaded: nothing is carried over from the previous task."""
 from __future__ import annotations
@@ -9,18 +12,56 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainerCallback
 
 from llaca_plugin import LLaCAConfig, attach, attach_deepspeed
 from llaca_plugin.log import append_jsonl, summary
-from llava.train.trainer import LLACA_STATE, barrier, client_optimizer, is_main_process
+from llava.train.checkpoints import LLACA_STATE
+from llava.train.trainer import barrier, client_optimizer, is_main_process
 from llava.utils import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "llaca_log.jsonl"
 DRIFT_FILE = "llaca_drift.json"
+
+
+@dataclass
+class LLaCAArguments:
+    """The LLaCA plugin's command-line flags. A mixin listed before transformers.TrainingArguments among the bases:
+    its __post_init__ applies the alias (`--dema`, when given, sets `--llaca`) and then runs the next one's."""
+
+    llaca: bool = field(default=False, metadata={"help": "gradient-informed EMA of the trainable weights"})
+    dema: bool | None = field(default=None, metadata={"help": "alias of --llaca (the CoIN fork's name)"})
+    llaca_variant: str = field(default="official", metadata={"choices": ["official", "paper"]})
+    llaca_multiplier: float | None = field(default=None, metadata={
+        "help": "c in k = c(1+G)/(d H); None: 2 official, 1 paper"})
+    llaca_fallback: float = field(default=0.01, metadata={
+        "help": "weight on the new weights when k is out of range"})
+    llaca_init: str | None = field(default=None, metadata={"choices": [None, "first_step", "task_start"]})
+    llaca_surrogate: str = field(default="grad_diff", metadata={"choices": ["grad_diff", "diff_quotient"]})
+    llaca_granularity: str = field(default="tensor", metadata={"choices": ["tensor", "layer"]})
+    llaca_mode: str = field(default="dynamic", metadata={"choices": ["dynamic", "fixed"]})
+    llaca_ema_dtype: str | None = field(default=None, metadata={
+        "help": "dtype of the EMA and the stored previous gradient (default: float32, or bfloat16 with "
+                "--llaca_arithmetic released)", "choices": [None, "float32", "bfloat16", "float16"]})
+    llaca_arithmetic: str = field(default="exact", metadata={
+        "help": "exact (fp32 norms and EMA) or released (the released code's bf16 arithmetic: a relative dead "
+                "band that partly reverts small changes; docs/llaca_arithmetic.md)", "choices": ["exact", "released"]})
+    llaca_drift: bool = field(default=True, metadata={
+        "help": "log per task how far training moved the weights and how much of it the EMA followed "
+                "(llaca_drift.json; keeps a copy of the task-start weights, one trainable-sized fp32 buffer)"})
+    llaca_log_steps: int = field(default=10, metadata={"help": "log coefficient statistics every N steps"})
+    llaca_fused_norms: bool = field(default=False, metadata={
+        "help": "CPU: the three L1 norms of a tensor in one torch.compile'd pass (about 2x faster merges; "
+                "compiles once, ~20 s); accelerators always use their foreach path"})
+
+    def __post_init__(self):
+        if self.dema is not None:
+            self.llaca = self.dema
+        super().__post_init__()
 
 
 def config_from_args(args) -> LLaCAConfig:
@@ -49,6 +90,9 @@ def keep_log_until(path: str, last_step: int) -> None:
 
 
 class LLaCACallback(TrainerCallback):
+    """The plugin in one LLaVATrainer run: built with the trainer (it registers `save_state` as one of the
+    trainer's `checkpoint_writers`) and added as its callback; `finish()` after `trainer.train()`."""
+
     def __init__(self, trainer, resume_dir: str | None = None):
         self.trainer = trainer
         self.config = config_from_args(trainer.args)
@@ -56,6 +100,7 @@ class LLaCACallback(TrainerCallback):
         self.resume_dir = resume_dir
         self.log_path = os.path.join(trainer.args.output_dir, LOG_FILE)
         self.handle = None
+        trainer.checkpoint_writers.append(self.save_state)
 
     def on_train_begin(self, args, state, control, **kwargs):
         trainer = self.trainer
@@ -63,7 +108,6 @@ class LLaCACallback(TrainerCallback):
             self.handle = attach_deepspeed(trainer.model_wrapped, self.config)
         else:
             self.handle = attach(client_optimizer(trainer), trainer.model.named_parameters(), self.config)
-        trainer.llaca_handle = self.handle
         if self.resume_dir:
             state_file = os.path.join(self.resume_dir, LLACA_STATE)
             if not os.path.isfile(state_file):
@@ -90,6 +134,12 @@ class LLaCACallback(TrainerCallback):
         self.trainer.log(summary(self.handle))
         control.should_log = should_log
 
+    def save_state(self, directory: str) -> None:
+        """Write the plugin state to `directory`/llaca_state.pt (main process; every rank calls it)."""
+        state = self.handle.state_dict()
+        if is_main_process():
+            atomic_torch_save(state, os.path.join(directory, LLACA_STATE))
+
     def finish(self) -> None:
         """End of the task: what the EMA did (`llaca_drift.json`, with --llaca_drift), then the EMA replaces the
         live weights (every rank), and the plugin state is saved."""
@@ -103,9 +153,8 @@ class LLaCACallback(TrainerCallback):
                             "" if drift["ema_unchanged"] is None
                             else f"; {_fraction(drift['ema_unchanged'])} of its elements never left their first value")
         self.handle.swap_in()
-        state = self.handle.state_dict()
+        self.save_state(self.trainer.args.output_dir)
         if is_main_process():
-            atomic_torch_save(state, os.path.join(self.trainer.args.output_dir, LLACA_STATE))
             counts = self.handle.counts
             total = sum(counts.values()) or 1
             logger.info("LLaCA: EMA swapped in; per tensor-step: %.1f%% in range, %.1f%% fallback, %.1f%% skipped",

@@ -26,8 +26,8 @@ from llava.train.arguments import DataArguments, ModelArguments, TrainingArgumen
 from llava.train.base_model import explicit_flags, resolve_base  # noqa: E402
 from llava.train.data import DataCollatorForSupervisedDataset, LazySupervisedDataset, TokenizerSpec  # noqa: E402
 from llava.train.dist import ensure_single_process_env, init_deepspeed_comm, prepare_deepspeed_on_cpu  # noqa: E402
-from llava.train.trainer import (CHECKPOINT_COMPLETE, LLaVATrainer, barrier, is_main_process,  # noqa: E402
-                                 last_complete_checkpoint)
+from llava.train.checkpoints import CHECKPOINT_COMPLETE, is_complete, last_complete_checkpoint  # noqa: E402
+from llava.train.trainer import LLaVATrainer, barrier, is_main_process  # noqa: E402
 from llava.utils import atomic_torch_save, hub_cache  # noqa: E402
 
 logger = logging.getLogger("llava.train")
@@ -157,7 +157,7 @@ def resolve_resume(args: TrainingArguments) -> str | None:
         if found is None:
             raise FileNotFoundError(f"--resume_from_checkpoint True: no complete checkpoint-N in {args.output_dir}")
         return found
-    if not os.path.isfile(os.path.join(value, CHECKPOINT_COMPLETE)):
+    if not is_complete(value):
         raise ValueError(f"--resume_from_checkpoint {value}: not a complete checkpoint (no {CHECKPOINT_COMPLETE} "
                          "marker; the save was interrupted). Use an earlier checkpoint-N or --resume_from_checkpoint True")
     return value

@@ -1,10 +1,11 @@
 """LLaVATrainer: transformers' Trainer with upstream LLaVA's projector learning rate and modality-length grouping,
-LoRA-aware checkpoints that hold every trained tensor, a completion marker on each checkpoint, a non-finite-loss
-policy, and the LLaCA plugin's state and coefficient log."""
+LoRA-aware checkpoints that hold every trained tensor, a completion marker on each checkpoint (written after the
+files of any `checkpoint_writers`), and a non-finite-loss policy."""
 from __future__ import annotations
 
 import logging
 import os
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -13,12 +14,11 @@ from transformers import Trainer, TrainerCallback
 
 from llaca_plugin.torch_hooks import canonical_name
 from llava.model import checkpoint as ckpt
+from llava.train.checkpoints import CHECKPOINT_COMPLETE, CHECKPOINT_PREFIX
 from llava.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_COMPLETE = "COMPLETE"
-LLACA_STATE = "llaca_state.pt"
 PROJECTOR_KEY = "multi_modal_projector"
 
 
@@ -115,11 +115,13 @@ class _StepGuard(TrainerCallback):
 
 
 class LLaVATrainer(Trainer):
-    """Set `llaca_handle` to have the plugin's state saved in every checkpoint."""
+    """`checkpoint_writers`: extra writers, each called on every rank with a checkpoint's directory after the
+    Trainer's own files are saved and before its COMPLETE marker, so a checkpoint is complete only with their files
+    too (a writer chooses which rank writes, and writes atomically)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.llaca_handle = None
+        self.checkpoint_writers: list[Callable[[str], None]] = []
         self.nan_skipped_steps = 0
         self._skip_step = None  # the optimizer step (1-based) that --nan_policy skip drops
         self.add_callback(_StepGuard(self))
@@ -197,7 +199,7 @@ class LLaVATrainer(Trainer):
 
     def _install_step_guard(self, optimizer) -> None:
         """Let `--nan_policy skip` drop an optimizer step of `client_optimizer`: its gradients are discarded and
-        nothing is merged (the plugin's hooks run inside the real step). DeepSpeed's own overflow check may skip it
+        what hooks into the real step does not run (the LLaCA merge, llava.train.llaca). DeepSpeed's own overflow check may skip it
         first. Installed when training begins, when the optimizer DeepSpeed steps exists."""
         if getattr(optimizer, "_llava_guarded", False):
             return
@@ -269,21 +271,17 @@ class LLaVATrainer(Trainer):
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _save_checkpoint(self, model, trial):
-        """Save as usual, add the plugin state, mark the checkpoint complete, and only then rotate old ones, so
-        an interrupted save never leaves the newest complete checkpoint missing."""
+        """Save as usual, run the `checkpoint_writers`, mark the checkpoint complete, and only then rotate old
+        ones, so an interrupted save never leaves the newest complete checkpoint missing."""
         limit = self.args.save_total_limit
         self.args.save_total_limit = None
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit = limit
-        output_dir = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        if self.llaca_handle is not None:
-            state = self.llaca_handle.state_dict()
-            if is_main_process():
-                from llava.utils import atomic_torch_save
-
-                atomic_torch_save(state, os.path.join(output_dir, LLACA_STATE))
+        output_dir = os.path.join(self._get_output_dir(trial=trial), f"{CHECKPOINT_PREFIX}{self.state.global_step}")
+        for write in self.checkpoint_writers:
+            write(output_dir)
         barrier()
         if is_main_process():
             atomic_write_text(os.path.join(output_dir, CHECKPOINT_COMPLETE), f"{self.state.global_step}\n")
@@ -294,15 +292,3 @@ class LLaVATrainer(Trainer):
                                    best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
         barrier()
 
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` that carries the completion marker, else None."""
-    if not os.path.isdir(output_dir):
-        return None
-    found = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit() and \
-                os.path.isfile(os.path.join(path, CHECKPOINT_COMPLETE)):
-            found.append((int(name[len("checkpoint-"):]), path))
-    return max(found)[1] if found else None

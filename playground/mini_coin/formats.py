@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from playground.mini_coin.tasks import TASKS, Example
+from llava.coin import tasks as coin_tasks
+from playground.mini_coin.tasks import Example
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 INTEGER_IDS = {"TextVQA", "Grounding", "VQAv2"}
 
 
 def numeric_id(task: str, split: str, index: int) -> int:
-    """Unique over tasks and splits: task digit, split digit, then six digits of index."""
-    return (TASKS.index(task) + 1) * 10_000_000 + SPLIT_CODES[split] * 1_000_000 + index
+    """Unique over tasks and splits: task digit (its place in CoIN's order, from 1), split digit, then six digits
+    of index."""
+    return (coin_tasks.names().index(task) + 1) * 10_000_000 + SPLIT_CODES[split] * 1_000_000 + index
 
 
 def image_relpath(task: str, split: str, number: int, example: Example) -> str:

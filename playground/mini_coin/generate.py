@@ -9,12 +9,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from llava.coin import tasks as coin_tasks
 from playground.mini_coin.drawing import Painter
 from playground.mini_coin.formats import (INTEGER_IDS, Annotations, eval_record, image_relpath, numeric_id,
                                           train_record, write_json)
 from playground.mini_coin.pretraining import PRETRAIN_MAKERS
-from playground.mini_coin.tasks import (DEFAULT_EVAL_SPLITS, EVAL_SPLITS, INSTRUCTION_LINES, SHORT_ANSWER_TASKS,
-                                        TASK_MAKERS, TASKS, Example, task_prompt)
+from playground.mini_coin.tasks import INSTRUCTION_LINES, SHORT_ANSWER_TASKS, TASK_MAKERS, Example, task_prompt
 from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TITLES, COLOUR_NAMES, OBJECTS, SHAPES,
                                              SIGN_WORDS)
 
@@ -33,22 +33,23 @@ class MiniCoinConfig:
     test_per_task: int = 200
     train_counts: dict[str, int] = field(default_factory=dict)
     shared: dict[str, dict[str, float]] = field(default_factory=dict)
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = tuple(coin_tasks.names())
     pretrain_size: int = 20000
     image_size: int = 96
     grid: int = 3
 
     def __post_init__(self) -> None:
-        unknown = [task for task in self.tasks if task not in TASKS]
+        every = tuple(coin_tasks.names())
+        unknown = [task for task in self.tasks if task not in every]
         if unknown or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
-        object.__setattr__(self, "tasks", tuple(task for task in TASKS if task in self.tasks))
+            raise ValueError(f"tasks must be a non-empty subset of {every}, got {self.tasks}")
+        object.__setattr__(self, "tasks", tuple(task for task in every if task in self.tasks))
         for name in ("train_per_task", "test_per_task", "pretrain_size"):
             if not 0 <= getattr(self, name) < 1_000_000:
                 raise ValueError(f"{name} must be in [0, 1e6)")
         for task, count in self.train_counts.items():
-            if task not in TASKS or not 0 <= count < 1_000_000:
-                raise ValueError(f"train_counts: {task}={count} needs a task of {TASKS} and a count in [0, 1e6)")
+            if task not in every or not 0 <= count < 1_000_000:
+                raise ValueError(f"train_counts: {task}={count} needs a task of {every} and a count in [0, 1e6)")
         for task, sources in self.shared.items():
             if task not in SHORT_ANSWER_TASKS or not set(sources) <= set(SHORT_ANSWER_TASKS) - {task}:
                 raise ValueError(f"shared: {task}={sources} needs short-answer tasks ({', '.join(SHORT_ANSWER_TASKS)}),"
@@ -75,9 +76,10 @@ class ImageWriter:
 
 def write_task(config: MiniCoinConfig, task: str, painter: Painter, images: ImageWriter,
                notes: Annotations) -> dict[str, list[dict]]:
-    """Write Instructions/<task>/<split>.json for train and the task's eval splits; return the records."""
+    """Write Instructions/<task>/<split>.json for train and each question file CoIN ships for the task (the
+    registry's `question_splits`); return the records."""
     written = {}
-    for split in ("train",) + EVAL_SPLITS.get(task, DEFAULT_EVAL_SPLITS):
+    for split in ("train",) + coin_tasks.task(task).question_splits:
         rng = random.Random(f"mini-coin/{config.seed}/{task}/{split}")
         count = config.train_counts.get(task, config.train_per_task) if split == "train" else config.test_per_task
         records = []

@@ -1,6 +1,6 @@
-"""The eight CoIN tasks in miniature: their order, eval splits and instruction wording (CoIN's original
-"Instructions" type, as in LLaVA-1.5's task prompts), and one maker per task that draws an image and asks its kind
-of question with its answer format (TASK_MAKERS)."""
+"""The eight CoIN tasks in miniature: their instruction wording (CoIN's original "Instructions" type, as in
+LLaVA-1.5's task prompts), and one maker per task that draws an image and asks its kind of question with its
+answer format (TASK_MAKERS). Their names, order and question files are the registry's (llava/coin/tasks.py)."""
 from __future__ import annotations
 
 import random
@@ -12,10 +12,6 @@ from PIL import Image
 from playground.mini_coin.drawing import BLANKS, Painter
 from playground.mini_coin.scene import SceneObject, article, sample_book, sample_row_pair, sample_scene
 from playground.mini_coin.vocabulary import BOOK_GENRES, COLOUR_NAMES, NUMBER_WORDS, OBJECTS, SHAPES, SIGN_WORDS
-
-TASKS = ("ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA")
-EVAL_SPLITS = {"TextVQA": ("val", "test"), "VizWiz": ("val", "test"), "VQAv2": ("val", "test")}
-DEFAULT_EVAL_SPLITS = ("test",)
 
 SQA_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 SHORT_ANSWER = "Answer the question using a single word or phrase."

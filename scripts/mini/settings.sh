@@ -25,7 +25,7 @@ export MINI_PROFILE
 source "$ROOT/scripts/mini/profiles/$MINI_PROFILE.sh"
 # The chain scripts launch `deepspeed`: the one installed next to PYTHON.
 if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
-: "${MINI_TASKS:=ScienceQA TextVQA ImageNet GQA VizWiz Grounding VQAv2 OCRVQA}"
+: "${MINI_TASKS:=$(cd "$ROOT" && "$PYTHON" -m llava.coin.tasks)}"   # default: the 8 CoIN tasks, in order
 : "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100 --train_counts GQA=3000}"
 : "${SWEEP:=0.02 200}"
 : "${MINI_METHOD_SET:=ablation}"                  # the rows ablation.sh runs (llava/coin/methods.py SETS)
