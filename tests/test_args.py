@@ -278,3 +278,13 @@ def test_fp16_on_cpu_is_refused():
 def test_unknown_flag_is_an_error():
     with pytest.raises(ValueError, match="not used by the HfArgumentParser"):
         parse_args(BASE + ["--no_such_flag", "1"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--llaca_log_steps", "0"], "--llaca_log_steps must be at least 1"),
+    (["--llaca", "True", "--llaca_arithmetic", "released", "--llaca_granularity", "layer"], "granularity"),
+    (["--llaca", "True", "--llaca_multiplier", "-1"], "multiplier"),
+])
+def test_llaca_settings_are_checked_when_the_flags_are_parsed(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(BASE + argv)

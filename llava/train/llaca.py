@@ -61,6 +61,10 @@ class LLaCAArguments:
     def __post_init__(self):
         if self.dema is not None:
             self.llaca = self.dema
+        if self.llaca_log_steps < 1:
+            raise ValueError(f"--llaca_log_steps must be at least 1, got {self.llaca_log_steps}")
+        if self.llaca:
+            config_from_args(self)            # LLaCAConfig's checks, before any model is loaded
         super().__post_init__()
 
 
@@ -96,7 +100,7 @@ class LLaCACallback(TrainerCallback):
     def __init__(self, trainer, resume_dir: str | None = None):
         self.trainer = trainer
         self.config = config_from_args(trainer.args)
-        self.log_steps = max(1, int(trainer.args.llaca_log_steps))
+        self.log_steps = trainer.args.llaca_log_steps
         self.resume_dir = resume_dir
         self.log_path = os.path.join(trainer.args.output_dir, LOG_FILE)
         self.handle = None

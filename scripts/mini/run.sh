@@ -78,31 +78,26 @@ RUN_SEEDS=$SEEDS  # seeds to generate data for and run; none with --report-only
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
 # Runs are keyed by the data too, so that other data (tasks, record counts, generator) never reuse finished stages.
 run_dir() { echo "$RUNS/seed$1-$(mini_data_key)"; }
-# A run directory records the base its chains started from (RUN_DIR/BASE: a digest of the base's weights, BASE_ID);
-# another base must not pick up its finished stages, so that is an error, not a silent reuse.
+# A run directory records what its chains were made from: RUN_DIR/BASE the digest of the base's weights (BASE_ID),
+# RUN_DIR/SETTINGS the training settings (MINI_SETTINGS_NOTE, MINI_TRAIN_ARGS). Another base or other settings must
+# not pick up its finished stages, so a mismatch is an error, not a silent reuse.
 if [[ "$RUN_SEEDS" != 0 ]]; then
     BASE_ID="$( (cd "$BASE_DIR" && sha256sum lm/*.safetensors vision/*.safetensors mm_projector.bin) \
         | sha256sum | cut -c1-16)"
 fi
-# Likewise RUN_DIR/SETTINGS records the training settings (MINI_SETTINGS_NOTE, MINI_TRAIN_ARGS): chains trained with
-# other settings (another profile, lr or epochs) must not be reused either.
 claim_run_dir() {
-    local run="$1" recorded settings="$MINI_SETTINGS_NOTE; $MINI_TRAIN_ARGS"
+    local run="$1" file value recorded
     mkdir -p "$run"
-    [[ -f "$run/BASE" ]] || echo "$BASE_ID" > "$run/BASE"
-    [[ -f "$run/SETTINGS" ]] || echo "$settings" > "$run/SETTINGS"
-    recorded="$(cat "$run/BASE")"
-    [[ "$recorded" == "$BASE_ID" ]] || {
-        echo "[mini] error: $run holds runs made from another base (weights digest $recorded; $BASE_DIR has" \
-             "$BASE_ID): pass --runs DIR (or RUNS=DIR) for this base, or remove $run" >&2
-        exit 1
-    }
-    recorded="$(cat "$run/SETTINGS")"
-    [[ "$recorded" == "$settings" ]] || {
-        echo "[mini] error: $run holds runs trained with other settings ($recorded; now: $settings): pass" \
-             "--runs DIR (or RUNS=DIR) for these settings, or remove $run" >&2
-        exit 1
-    }
+    for file in BASE SETTINGS; do
+        if [[ "$file" == BASE ]]; then value="$BASE_ID"; else value="$MINI_SETTINGS_NOTE; $MINI_TRAIN_ARGS"; fi
+        [[ -f "$run/$file" ]] || echo "$value" > "$run/$file"
+        recorded="$(cat "$run/$file")"
+        [[ "$recorded" == "$value" ]] || {
+            echo "[mini] error: $run/$file records '$recorded' where this run has '$value' (another base, or other" \
+                 "settings): pass --runs DIR (or RUNS=DIR) for this run, or remove $run" >&2
+            exit 1
+        }
+    done
 }
 for ((seed = 0; seed < RUN_SEEDS; seed++)); do
     claim_run_dir "$(run_dir "$seed")"
@@ -110,8 +105,8 @@ for ((seed = 0; seed < RUN_SEEDS; seed++)); do
     if [[ ! -f "$dir/mini_coin_meta.json" ]]; then
         log "data: seed $seed -> $dir"
         # shellcheck disable=SC2086
-        "$PYTHON" playground/make_mini_coin.py --output_dir "$dir.tmp" --seed "$seed" $MINI_DATA_ARGS --tasks $MINI_TASKS
-        rm -rf "$dir" && mv "$dir.tmp" "$dir"
+        "$PYTHON" playground/make_mini_coin.py --output_dir "$dir.tmp.$$" --seed "$seed" $MINI_DATA_ARGS --tasks $MINI_TASKS
+        rm -rf "$dir" && mv "$dir.tmp.$$" "$dir"
     fi
 done
 
