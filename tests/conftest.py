@@ -2,7 +2,6 @@
 runner for training / eval commands in subprocesses (the way users run them)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from conftest import PYTHON, run, train_args
 

@@ -1,7 +1,6 @@
 """The other upstream training modes: projector-only pretraining (`--tune_mm_mlp_adapter`, plain template) writes
 an upstream `mm_projector.bin` that the next stage reads; a full fine-tune with `--unfreeze_mm_vision_tower` trains the
 tower and writes a full model directory that the builder loads."""
-import pytest
 import torch
 
 from conftest import PYTHON, run, train_args

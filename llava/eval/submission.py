@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import Counter
 
-from llava.eval.CoIN.common import (check_annotated, field, index_questions, key_of, load_answers, load_questions,
-                                    normalize_answer, pair_answers, source_of)
+from llava.eval.CoIN.common import (check_annotated, field, index_answers, index_questions, load_answers,
+                                    load_questions, normalize_answer, pair_answers, source_of)
 from llava.utils import atomic_write_text
 
 VQAV2_TEST_QUESTIONS = "llava_vqav2_mscoco_test2015.jsonl"  # every test2015 question: the server wants them all
@@ -24,12 +23,7 @@ VQAV2_TEST_QUESTIONS = "llava_vqav2_mscoco_test2015.jsonl"  # every test2015 que
 def check_answers(answers: list[dict]) -> None:
     """Each answer has a question_id and a `text`, and no question is answered twice."""
     source = source_of(answers, "answers")
-    counts: Counter = Counter()
-    for position, answer in enumerate(answers):
-        key = key_of(answer, source, position)
-        if "text" not in answer:
-            raise ValueError(f"{source}: record {position} (question {key}) has no 'text'")
-        counts[key] += 1
+    _, counts = index_answers(answers)
     repeated = [key for key, count in counts.items() if count > 1]
     if repeated:
         raise ValueError(f"{source}: {len(repeated)} questions answered more than once (first: {repeated[:5]}); "

@@ -78,19 +78,27 @@ def index_questions(questions: list[dict]) -> dict[str, dict]:
     return by_id
 
 
+def index_answers(answers: list[dict]) -> tuple[dict[str, dict], Counter]:
+    """question_id (as a string) -> answer, and how often each id is answered. Error naming the file and record
+    for an answer without a question_id or a `text`."""
+    source = source_of(answers, "answers")
+    answer_by_id: dict[str, dict] = {}
+    counts: Counter = Counter()
+    for position, answer in enumerate(answers):
+        key = key_of(answer, source, position)
+        if "text" not in answer:
+            raise ValueError(f"{source}: record {position} (question {key}) has no 'text'")
+        counts[key] += 1
+        answer_by_id[key] = answer
+    return answer_by_id, counts
+
+
 def pair_answers(questions: list[dict], answers: list[dict]) -> list[tuple[dict, dict]]:
     """(question, answer) for every question, in question order. Error unless the answers cover the
     questions one to one: none missing, none for an unknown question, none repeated."""
     by_id = index_questions(questions)
     answer_source = source_of(answers, "answers")
-    answer_by_id: dict[str, dict] = {}
-    counts: Counter = Counter()
-    for position, answer in enumerate(answers):
-        key = key_of(answer, answer_source, position)
-        if "text" not in answer:
-            raise ValueError(f"{answer_source}: answer to question {key} has no 'text'")
-        counts[key] += 1
-        answer_by_id[key] = answer
+    answer_by_id, counts = index_answers(answers)
     problems = []
     for label, ids in (("questions without an answer", [k for k in by_id if k not in counts]),
                        ("answers to questions not in the question file", [k for k in counts if k not in by_id]),
