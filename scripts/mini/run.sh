@@ -131,7 +131,8 @@ job() {
         [[ -z "$ds_config" ]] || export DS_CONFIG="$ROOT/scripts/$ds_config"
         case "$chain" in
             "") bash scripts/CoIN/Eval/eval_zero_shot.sh ;;
-            Multitask) bash scripts/CoIN/Train_Multitask/Train_all.sh && bash scripts/CoIN/Eval/eval_multitask.sh ;;
+            Multitask) EPOCHS="$MULTITASK_EPOCHS" bash scripts/CoIN/Train_Multitask/Train_all.sh \
+                && bash scripts/CoIN/Eval/eval_multitask.sh ;;
             *) bash "scripts/CoIN/Train_$chain/Train_all.sh" && bash scripts/CoIN/Eval/eval_matrix.sh ;;
         esac
     ) >> "$log" 2>&1 || { echo "[mini] error: seed $seed $method failed; see $log" >&2; tail -n 20 "$log" >&2; return 1; }

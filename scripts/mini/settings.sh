@@ -37,11 +37,15 @@ export LR="${LR:-2e-3}" MM_PROJECTOR_LR="${MM_PROJECTOR_LR:-2e-4}" LORA_R="${LOR
 export LORA_TARGETS="${LORA_TARGETS:-}"
 export BATCH_SIZES="${BATCH_SIZES:-16 16 16 16 16 16 16 16}" MULTITASK_BATCH_SIZE="${MULTITASK_BATCH_SIZE:-16}"
 export MAX_STEPS="${MAX_STEPS:-}" EPOCHS="${EPOCHS:-3}" MODEL_MAX_LENGTH="${MODEL_MAX_LENGTH:-256}"
+# The multitask row's epochs over the union (default: the chains' EPOCHS).
+MULTITASK_EPOCHS="${MULTITASK_EPOCHS:-$EPOCHS}"
 export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-32}" KEEP_CHECKPOINTS="${KEEP_CHECKPOINTS:-0}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 : "${MINI_TRAIN_ARGS:=--gradient_checkpointing False --llaca_log_steps 5}"
 if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
-MINI_SETTINGS_NOTE="profile $MINI_PROFILE: LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
+multitask_note=""
+[[ "$MULTITASK_EPOCHS" == "$EPOCHS" ]] || multitask_note="; the multitask row $MULTITASK_EPOCHS epochs of the union"
+MINI_SETTINGS_NOTE="profile $MINI_PROFILE: LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task$multitask_note"
 
 # A key for the generated data: the generator's arguments and its output format version (not its source text,
 # so that editing a comment does not orphan every cached run).
