@@ -47,6 +47,8 @@ TABLE = [
     Method("LLaCA_c7b", "LLaCA", f"+ gradient-informed EMA, 7B-like multiplier (c = {C_7B})",
            f"--llaca_multiplier {C_7B}"),
     Method("LLaCA_bf16", "LLaCA", "+ gradient-informed EMA, released bf16 arithmetic", RELEASED),
+    Method("LLaCA_bf16_c7b", "LLaCA", f"+ gradient-informed EMA, released bf16 arithmetic, c = {C_7B}",
+           f"{RELEASED} --llaca_multiplier {C_7B}"),
     Method("Multitask", "Multitask"),
     Method("Grouped_LLaCA", "LLaCA_grouped", "+ gradient-informed EMA + grouping", group_ema="reused"),
     Method("Grouped_LoRA", "LLaCA_grouped", "grouping with plain LoRA", group_ema="none"),
@@ -64,6 +66,8 @@ DECOMPOSITION = [
     ("fp32 gradient-informed EMA (official, c = 2)", "LLaCA", "LoRA"),
     ("released bf16 arithmetic, on top of the fp32 EMA", "LLaCA_bf16", "LLaCA"),
     (f"7B-like multiplier (c = {C_7B}), on top of the fp32 EMA", "LLaCA_c7b", "LLaCA"),
+    (f"released bf16 arithmetic at the 7B-like multiplier, on top of the fp32 EMA at c = {C_7B}", "LLaCA_bf16_c7b",
+     "LLaCA_c7b"),
     ("fp32 EMA, on top of grouping", "Grouped_LLaCA", "Grouped_LoRA"),
     ("the released protocol (bf16 EMA, no clipping, stage 0), on top of grouping", "Grouped_LLaCA_bf16",
      "Grouped_LoRA"),
@@ -74,11 +78,12 @@ SWEEP = re.compile(r"LLaCA_c(\d+(?:\.\d+)?(?:e-?\d+)?)")
 
 # The sets of rows the scripts run (the sweep's points are added by run.sh from SWEEP).
 SETS = {
-    "default": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "Multitask"],
-    "ablation": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "Multitask",
-                 "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16"],
-    "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "Grouped_LoRA",
-                   "Grouped_LLaCA", "Grouped_LLaCA_bf16"],
+    "default": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
+                "Multitask"],
+    "ablation": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
+                 "Multitask", "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16"],
+    "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
+                   "Grouped_LoRA", "Grouped_LLaCA", "Grouped_LLaCA_bf16"],
 }
 
 

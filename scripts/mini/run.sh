@@ -20,6 +20,7 @@
 #   LLaCA         LLaCA, official variant (Train_LLaCA)      LLaCA_paper   the paper's variant
 #   LLaCA_c7b     LLaCA official with the multiplier that puts these tensors in 7B's regime (c = 0.04)
 #   LLaCA_bf16    LLaCA official with the released code's bf16 arithmetic (--llaca_arithmetic released)
+#   LLaCA_bf16_c7b  both: the released arithmetic at the 7B-like multiplier
 #   LLaCA_c<X>    LLaCA official with --llaca_multiplier X   (the sweep: SWEEP, default 0.02 200; LLaCA itself is 2)
 #   Multitask     one run on the union (Train_Multitask, eval_multitask.sh)
 #   Grouped_LLaCA grouping + LLaCA (Train_LLaCA_grouped, GROUP_EMA=reused: the released scripts' choice)
