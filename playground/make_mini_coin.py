@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
                              "answer tasks only), e.g. VQAv2=TextVQA:0.2,GQA:0.1")
     parser.add_argument("--tasks", nargs="+", choices=coin_task_names(), default=coin_task_names())
     parser.add_argument("--pretrain_size", type=int, default=20000)
+    parser.add_argument("--pretrain_choices", type=float, default=0.0,
+                        help="share of the pre-training records that are multiple-choice questions answered with a "
+                             "letter (0: none)")
     parser.add_argument("--image_size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--grid", type=int, default=3, help="cells per image side (one patch each)")
     args = vars(parser.parse_args(argv))

@@ -77,6 +77,7 @@ class BaseSettings:
     seed: int = 0                     # data seed (when generating), model-init seed and first training seed
     image_size: int = 96              # generator image side in px (the tower sees 3x3 patches of 32 px)
     pretrain_size: int = 20000        # pre-training records the generator writes
+    pretrain_choices: float = 0.0     # share of them that are multiple-choice questions answered with a letter
     vision_steps: int = 300           # vision pre-training steps (0: skipped)
     vision_batch_size: int = 64
     vision_lr: float = 1e-3
@@ -113,6 +114,8 @@ class BaseSettings:
         for name in ("steps", "base_tries", "threads"):
             if getattr(self, name) <= 0:
                 raise BuildError(f"{name.upper()} must be > 0")
+        if not 0 <= self.pretrain_choices < 1:
+            raise BuildError(f"PRETRAIN_CHOICES must be a fraction in [0, 1), got {self.pretrain_choices}")
         if not 0 <= self.shape_check <= 1:
             raise BuildError(f"SHAPE_CHECK must be a fraction in [0, 1], got {self.shape_check}")
         if self.align_data not in ("captions", "all"):
@@ -155,16 +158,18 @@ class BuildPaths:
     keep_work: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], seed: int, format_version: int) -> BuildPaths:
-        """DATA_DIR [playground/data/mini_coin/seed<SEED>-format<FORMAT_VERSION>], MINI_CACHE [checkpoints/mini],
-        BASE_DIR, FORCE [0], KEEP_WORK [0] (both 0 or 1)."""
+    def from_env(cls, environ: Mapping[str, str], seed: int, format_version: int,
+                 pretrain_choices: float = 0.0) -> BuildPaths:
+        """DATA_DIR [playground/data/mini_coin/seed<SEED>-format<FORMAT_VERSION>, + -choices<F> with
+        PRETRAIN_CHOICES], MINI_CACHE [checkpoints/mini], BASE_DIR, FORCE [0], KEEP_WORK [0] (both 0 or 1)."""
         flags = {}
         for name in ("FORCE", "KEEP_WORK"):
             text = environ.get(name, "") or "0"
             if text not in ("0", "1"):
                 raise BuildError(f"{name} must be 0 or 1, got '{text}'")
             flags[name.lower()] = text == "1"
-        generated = ROOT / "playground" / "data" / "mini_coin" / f"seed{seed}-format{format_version}"
+        generated = ROOT / "playground" / "data" / "mini_coin" / (
+            f"seed{seed}-format{format_version}" + (f"-choices{pretrain_choices:g}" if pretrain_choices else ""))
         base_dir = environ.get("BASE_DIR")
         return cls(data_dir=Path(environ.get("DATA_DIR") or generated),
                    mini_cache=Path(environ.get("MINI_CACHE") or ROOT / "checkpoints" / "mini"),
@@ -327,17 +332,19 @@ def template_corpus(files: list[Path]) -> str:
 
 
 def ensure_data(settings: BaseSettings, data_dir: Path, runner: Runner, python: str) -> None:
-    """Generate mini-CoIN into data_dir unless it holds one; existing data must match IMAGE_SIZE and PRETRAIN_SIZE."""
+    """Generate mini-CoIN into data_dir unless it holds one; existing data must match IMAGE_SIZE, PRETRAIN_SIZE and
+    PRETRAIN_CHOICES."""
     meta_path, pretrain = data_dir / "mini_coin_meta.json", data_dir / "Pretrain" / "pretrain.json"
     if not (pretrain.is_file() and meta_path.is_file()):
         log(f"generating mini-CoIN (seed {settings.seed}, {settings.image_size} px, {settings.pretrain_size} "
             f"pre-training records) in {data_dir}")
         runner.run([python, "playground/make_mini_coin.py", "--output_dir", str(data_dir), "--seed", str(settings.seed),
-                    "--image_size", str(settings.image_size), "--pretrain_size", str(settings.pretrain_size)],
+                    "--image_size", str(settings.image_size), "--pretrain_size", str(settings.pretrain_size),
+                    "--pretrain_choices", str(settings.pretrain_choices)],
                    "generating mini-CoIN")
     args = json.loads(meta_path.read_text(encoding="utf-8"))["args"]
-    for name in ("image_size", "pretrain_size"):
-        if args[name] != getattr(settings, name):
+    for name in ("image_size", "pretrain_size", "pretrain_choices"):
+        if args.get(name, 0.0) != getattr(settings, name):
             raise BuildError(f"{data_dir} was generated with {name} {args[name]} but {name.upper()}="
                              f"{getattr(settings, name)}; use another DATA_DIR or {name.upper()}={args[name]}")
 
@@ -444,7 +451,7 @@ def _export(runner: Runner, python: str, model: Path, out: Path, quiet: bool = F
 def main(environ: Mapping[str, str] = os.environ) -> None:
     try:
         settings = BaseSettings.from_env(environ)
-        paths = BuildPaths.from_env(environ, settings.seed, FORMAT_VERSION)
+        paths = BuildPaths.from_env(environ, settings.seed, FORMAT_VERSION, settings.pretrain_choices)
         base_dir = build(settings, paths, Runner(ROOT, build_env(settings, environ)), FORMAT_VERSION)
     except BuildError as err:
         print(f"[mini-pretrain] error: {err}", file=sys.stderr, flush=True)

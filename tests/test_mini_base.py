@@ -49,6 +49,8 @@ def test_paths_default_to_the_format_versioned_data_and_checkpoints_mini(tmp_pat
     paths = BuildPaths.from_env({}, seed=3, format_version=7)
     assert paths.data_dir == mini_base.ROOT / "playground" / "data" / "mini_coin" / "seed3-format7"
     assert paths.mini_cache == mini_base.ROOT / "checkpoints" / "mini" and paths.base_dir is None
+    choices = BuildPaths.from_env({}, seed=3, format_version=7, pretrain_choices=0.1)
+    assert choices.data_dir.name == "seed3-format7-choices0.1"
     given = BuildPaths.from_env({"DATA_DIR": str(tmp_path), "BASE_DIR": "/b", "FORCE": "1"}, seed=0, format_version=1)
     assert (given.data_dir, given.base_dir, given.force, given.keep_work) == (tmp_path, mini_base.Path("/b"), True,
                                                                               False)
@@ -75,7 +77,7 @@ def changed(value):
         return not value
     if isinstance(value, str):
         return "all" if value == "captions" else "captions"
-    return value * 2 + 1 if isinstance(value, int) else value / 2
+    return value * 2 + 1 if isinstance(value, int) else (value / 2 if value else 0.5)
 
 
 def test_the_key_covers_every_setting_the_format_version_the_data_and_the_sources(data, tmp_path):

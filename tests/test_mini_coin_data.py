@@ -301,3 +301,22 @@ def test_shared_skills_put_a_source_tasks_questions_into_a_tasks_training_set(tm
 def test_shared_skills_refuse_what_is_not_a_short_answer_mix(tmp_path, shared):
     with pytest.raises(ValueError, match="shared"):
         generate(tmp_path, seed=0, shared=shared, **SMALL)
+
+
+def test_pretrain_choices_put_multiple_choice_records_into_the_pre_training_set(tmp_path):
+    """--pretrain_choices 0.25: about a quarter of the pre-training records are multiple-choice questions (2-4
+    options, random order) about signs, drawings and books, answered with the option's letter; the rest are the
+    same kinds as without the option."""
+    meta = generate(tmp_path, seed=0, train_per_task=2, test_per_task=2, pretrain_size=400, pretrain_choices=0.25,
+                    tasks=("TextVQA",))
+    assert meta["args"]["pretrain_choices"] == 0.25
+    records = load(tmp_path / "Pretrain" / "pretrain.json")
+    choice = [r for r in records if r["conversations"][0]["value"].endswith(tasks.SQA_INSTRUCTION)]
+    assert 0.18 < len(choice) / len(records) < 0.32
+    for record in choice:
+        prompt, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
+        options = [line for line in prompt.split("\n") if re.match(r"^[A-D]\. ", line)]
+        assert 2 <= len(options) <= 4 and answer in "ABCD"[:len(options)]
+    assert len({r["conversations"][1]["value"] for r in choice}) == 4         # every letter is an answer somewhere
+    with pytest.raises(ValueError, match="pretrain_choices"):
+        generate(tmp_path / "bad", seed=0, pretrain_choices=1.0, **SMALL)

@@ -13,7 +13,7 @@ from llava.coin import tasks as coin_tasks
 from playground.mini_coin.drawing import Painter
 from playground.mini_coin.formats import (INTEGER_IDS, Annotations, eval_record, image_relpath, numeric_id,
                                           train_record, write_json)
-from playground.mini_coin.pretraining import PRETRAIN_MAKERS
+from playground.mini_coin.pretraining import PRETRAIN_MAKERS, pretrain_choice
 from playground.mini_coin.tasks import INSTRUCTION_LINES, SHORT_ANSWER_TASKS, TASK_MAKERS, Example, task_prompt
 from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TITLES, COLOUR_NAMES, OBJECTS, SHAPES,
                                              SIGN_WORDS)
@@ -24,7 +24,8 @@ class MiniCoinConfig:
     """output_dir: root of the dataset; counts are records per task and split (val and test get test_per_task
     each; train gets train_counts[task] where given, else train_per_task); shared[task] = {source: fraction}: that
     share of the task's training records asks a short-answer source task's questions in the task's own wording
-    (test files stay the task's own); image_size in pixels; grid: cells per side (a cell = one patch when
+    (test files stay the task's own); pretrain_choices: the share of the pre-training records that are
+    multiple-choice questions answered with a letter (`pretraining.pretrain_choice`); image_size in pixels; grid: cells per side (a cell = one patch when
     patch = image_size / grid)."""
 
     output_dir: Path
@@ -35,6 +36,7 @@ class MiniCoinConfig:
     shared: dict[str, dict[str, float]] = field(default_factory=dict)
     tasks: tuple[str, ...] = tuple(coin_tasks.names())
     pretrain_size: int = 20000
+    pretrain_choices: float = 0.0
     image_size: int = 96
     grid: int = 3
 
@@ -56,6 +58,8 @@ class MiniCoinConfig:
                                  f" a task other than itself as source")
             if not all(0 < f < 1 for f in sources.values()) or sum(sources.values()) >= 1:
                 raise ValueError(f"shared: {task}={sources} needs fractions in (0, 1) that sum to less than 1")
+        if not 0 <= self.pretrain_choices < 1:
+            raise ValueError(f"pretrain_choices must be a fraction in [0, 1), got {self.pretrain_choices}")
         if self.grid < 2 or self.image_size < 16 * self.grid:
             raise ValueError("need grid >= 2 and image_size >= 16 * grid")
 
@@ -124,9 +128,13 @@ def write_pretrain(config: MiniCoinConfig, painter: Painter, images: ImageWriter
     """Pretrain/pretrain.json: single-turn LLaVA conversations, images under cl_dataset/Pretrain/."""
     rng = random.Random(f"mini-coin/{config.seed}/Pretrain")
     makers, weights = list(PRETRAIN_MAKERS), list(PRETRAIN_MAKERS.values())
+    # multiple choice replaces a share of the records, decided by a stream of its own (none: the bytes of before)
+    choices = random.Random(f"mini-coin/{config.seed}/Pretrain/choices")
     records = []
     for index in range(config.pretrain_size):
-        image, question, answer = rng.choices(makers, weights=weights)[0](rng, painter)
+        chosen = pretrain_choice if config.pretrain_choices and choices.random() < config.pretrain_choices \
+            else rng.choices(makers, weights=weights)[0]
+        image, question, answer = chosen(rng, painter)
         relpath = f"Pretrain/{index:06d}.png"
         images.save(relpath, image)
         records.append({
@@ -153,9 +161,10 @@ def generate(output_dir: str | Path, seed: int = 0, **options) -> dict:
     write_pretrain(config, painter, images)
     meta = {
         "generator": "playground/make_mini_coin.py",
-        # `shared` only when used: data written before the option existed keeps its bytes (and its cache keys)
+        # `shared` and `pretrain_choices` only when used: data written before these options existed keeps its bytes
+        # (and its cache keys)
         "args": {key: value for key, value in asdict(config).items()
-                 if key != "output_dir" and not (key == "shared" and not value)},
+                 if key != "output_dir" and not (key in ("shared", "pretrain_choices") and not value)},
         "counts": {**counts, "Multitask": {"train": len(multitask)}, "Pretrain": {"train": config.pretrain_size}},
         "instruction_lines": {task: INSTRUCTION_LINES[task] for task in config.tasks},
         "vocabulary": {

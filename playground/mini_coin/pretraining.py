@@ -123,6 +123,33 @@ def pretrain_book(rng: random.Random, painter: Painter) -> tuple[Image.Image, st
     return painter.book(book), *rng.choice(qas)
 
 
+CHOICE_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def pretrain_choice(rng: random.Random, painter: Painter) -> tuple[Image.Image, str, str]:
+    """A multiple-choice question about a sign, a drawing or a book cover (not about shapes or counts, ScienceQA's
+    questions): 2-4 options in random order, answered with the option's letter, the way LLaVA's language model
+    already answers multiple choice."""
+    kind = rng.choice(("sign", "drawing", "colour", "genre"))
+    if kind == "sign":
+        word, colour = rng.choice(SIGN_WORDS), rng.choice(COLOUR_NAMES)
+        image, question, correct, pool = painter.sign(word, colour, rng), "Which word is on the sign?", word, SIGN_WORDS
+    elif kind in ("drawing", "colour"):
+        label, colour = rng.choice(OBJECTS), rng.choice(COLOUR_NAMES)
+        image = painter.drawing(label, colour, rng)
+        question, correct, pool = (("What is drawn here?", label, OBJECTS) if kind == "drawing"
+                                   else ("What colour is the drawing?", colour, COLOUR_NAMES))
+    else:
+        book = sample_book(rng)
+        image, question, correct = painter.book(book), "What kind of book is this?", BOOK_GENRES[book.icon]
+        pool = tuple(BOOK_GENRES.values())
+    options = [correct] + rng.sample([x for x in pool if x != correct], rng.randint(1, 3))
+    rng.shuffle(options)
+    letters = "ABCD"
+    lines = [question] + [f"{letters[i]}. {option}" for i, option in enumerate(options)] + [CHOICE_INSTRUCTION]
+    return image, "\n".join(lines), letters[options.index(correct)]
+
+
 def pretrain_blank(rng: random.Random, painter: Painter) -> tuple[Image.Image, str, str]:
     question = rng.choice(CAPTION_PROMPTS + ("What can you see in this image?",))
     if rng.random() < 0.4:
