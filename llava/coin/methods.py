@@ -56,6 +56,8 @@ TABLE = [
            f"{RELEASED} {NO_CLIPPING}", group_ema="reused", ds_config="zero0.json"),
     Method("Grouped_LLaCA_c7b", "LLaCA_grouped", f"grouping + gradient-informed EMA with c = {C_7B}",
            f"--llaca_multiplier {C_7B}", group_ema="reused"),
+    Method("Grouped_LLaCA_bf16_c7b", "LLaCA_grouped", f"the released protocol at the 7B-like multiplier (c = {C_7B})",
+           f"{RELEASED} {NO_CLIPPING} --llaca_multiplier {C_7B}", group_ema="reused", ds_config="zero0.json"),
 ]
 BY_NAME = {m.name: m for m in TABLE}
 
@@ -72,7 +74,10 @@ DECOMPOSITION = [
     ("the released protocol (bf16 EMA, no clipping, stage 0), on top of grouping", "Grouped_LLaCA_bf16",
      "Grouped_LoRA"),
     (f"7B-like multiplier (c = {C_7B}), on top of grouping", "Grouped_LLaCA_c7b", "Grouped_LoRA"),
+    (f"the released protocol at the 7B-like multiplier (c = {C_7B}), on top of grouping", "Grouped_LLaCA_bf16_c7b",
+     "Grouped_LoRA"),
     ("the whole released method against sequential LoRA", "Grouped_LLaCA_bf16", "LoRA"),
+    (f"the whole released method at the 7B-like multiplier against sequential LoRA", "Grouped_LLaCA_bf16_c7b", "LoRA"),
 ]
 SWEEP = re.compile(r"LLaCA_c(\d+(?:\.\d+)?(?:e-?\d+)?)")
 
@@ -81,9 +86,10 @@ SETS = {
     "default": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
                 "Multitask"],
     "ablation": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
-                 "Multitask", "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16"],
+                 "Multitask", "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16", "Grouped_LLaCA_c7b",
+                 "Grouped_LLaCA_bf16_c7b"],
     "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
-                   "Grouped_LoRA", "Grouped_LLaCA", "Grouped_LLaCA_bf16"],
+                   "Grouped_LoRA", "Grouped_LLaCA", "Grouped_LLaCA_bf16", "Grouped_LLaCA_c7b", "Grouped_LLaCA_bf16_c7b"],
 }
 
 

@@ -27,6 +27,8 @@
 #   Grouped_LoRA  grouping with plain LoRA (GROUP_EMA=none)
 #   Grouped_LLaCA_bf16  the released protocol: grouping, the EMA on reused groups only, bf16 arithmetic, no
 #                 gradient clipping, DeepSpeed stage 0
+#   Grouped_LLaCA_c7b, Grouped_LLaCA_bf16_c7b  grouping + the EMA at the 7B-like multiplier (fp32; the released
+#                 protocol)
 # Chains finished earlier are skipped (their DONE markers and score files), so a rerun only does what is missing.
 # --report-only writes the report from the runs present (a method run on fewer seeds shows its count), e.g. after
 # running the costly methods on fewer seeds than the others (WALL_NOTE then gives the report's wall-time line).
