@@ -77,7 +77,7 @@ DECOMPOSITION = [
     (f"the released protocol at the 7B-like multiplier (c = {C_7B}), on top of grouping", "Grouped_LLaCA_bf16_c7b",
      "Grouped_LoRA"),
     ("the whole released method against sequential LoRA", "Grouped_LLaCA_bf16", "LoRA"),
-    (f"the whole released method at the 7B-like multiplier against sequential LoRA", "Grouped_LLaCA_bf16_c7b", "LoRA"),
+    ("the whole released method at the 7B-like multiplier against sequential LoRA", "Grouped_LLaCA_bf16_c7b", "LoRA"),
 ]
 SWEEP = re.compile(r"LLaCA_c(\d+(?:\.\d+)?(?:e-?\d+)?)")
 
