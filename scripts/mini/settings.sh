@@ -27,7 +27,7 @@ source "$ROOT/scripts/mini/profiles/$MINI_PROFILE.sh"
 if [[ "$PYTHON" == */* ]]; then export PATH="$(dirname "$PYTHON"):$PATH"; fi
 : "${MINI_TASKS:=$(cd "$ROOT" && "$PYTHON" -m llava.coin.tasks)}"   # default: the 8 CoIN tasks, in order
 : "${MINI_DATA_ARGS:=--train_per_task 1000 --test_per_task 100 --train_counts GQA=3000}"
-: "${SWEEP:=0.02 200}"
+: "${SWEEP=0.02 200}"                            # the multiplier sweep (LLaCA_c<X>); set but empty: none
 : "${MINI_METHOD_SET:=ablation}"                  # the rows ablation.sh runs (llava/coin/methods.py SETS)
 : "${MINI_RESULTS:=$ROOT/results/mini_coin}"      # the report
 : "${MINI_RUNS:=$MINI_CACHE/runs}"                # the chains (one directory per seed and data)

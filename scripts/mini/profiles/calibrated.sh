@@ -16,7 +16,7 @@
 # task from all data at once (at 1 epoch it does not reach 60 % on every task); the chains train 1 epoch per task.
 : "${MULTITASK_EPOCHS:=3}"
 export PRETRAIN_CHOICES="${PRETRAIN_CHOICES:-0.1}"
-: "${SWEEP:=}"
+SWEEP="${SWEEP-}"
 : "${MINI_METHOD_SET:=calibrated}"
 : "${MINI_RESULTS:=$ROOT/results/mini_coin/calibrated}"
 : "${MINI_RUNS:=$MINI_CACHE/runs-calibrated}"
