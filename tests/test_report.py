@@ -134,3 +134,11 @@ def test_one_seed_summary_says_how_large_a_difference_must_be(tmp_path, capsys):
     with pytest.raises(SystemExit):
         summary.main([str(tmp_path / "report.json"), "--methods", "LoRA", "--benchmark", str(tmp_path / "other.json")])
     assert "not a report" in capsys.readouterr().err
+
+
+def test_a_report_of_runs_that_hold_nothing_is_an_error(tmp_path):
+    (tmp_path / "s0").mkdir()
+    with pytest.raises(FileNotFoundError, match="nothing to report"):
+        report.main(["--runs", str(tmp_path / "s0"), "--methods", "LoRA", "--one-row", "Zero_shot", "--tasks", *TASKS,
+                     "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

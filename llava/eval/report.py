@@ -165,6 +165,9 @@ def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: li
         per_task = [mean_std([row[i] for row in rows]) for i in range(len(tasks))]
         avgs = [statistics.fmean(row) if all(v is not None for v in row) else None for row in rows]
         table[name] = {"avg": mean_std(avgs), "final": per_task, "seeds": len(runs), "one_row": True}
+    found = [m for m in methods if summaries[m]] + [n for n in one_rows if any(c[2] for c in table[n]["final"])]
+    if not found:
+        raise FileNotFoundError(f"no results of {methods + one_rows} under {[str(r) for r in runs]}: nothing to report")
     return {"tasks": tasks, "table": table}
 
 
