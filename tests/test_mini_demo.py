@@ -104,7 +104,8 @@ def test_runs_of_another_base_are_not_reused(demo):
     same = dict(env, MINI_TASKS=env["DEMO_TASKS"], MINI_DATA_ARGS=env["DEMO_DATA_ARGS"])
     refused = run(args, check=False, timeout=300, **same, MINI_BASE=other)
     assert refused.returncode != 0
-    assert f"{run_dir} holds runs made from another base (weights digest {recorded};" in refused.stderr
+    assert f"{run_dir}/BASE records '{recorded}' where this run has" in refused.stderr
+    assert "(another base, or other settings)" in refused.stderr
     assert "--runs DIR" in refused.stderr
     # The same weights at another path are the same base: its finished chains are reused.
     (other / "mm_projector.bin").write_bytes((base / "mm_projector.bin").read_bytes())
