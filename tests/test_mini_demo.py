@@ -112,3 +112,20 @@ def test_runs_of_another_base_are_not_reused(demo):
     reused = run(args, timeout=300, **same, MINI_BASE=other)
     assert "LoRA/ImageNet: DONE marker present, skipping" in (run_dir / "logs" / "LoRA.log").read_text()
     assert (run_dir / "BASE").read_text().strip() == recorded and "done: seed 0 LoRA" in reused.stdout
+
+
+def test_a_report_carries_the_rows_these_runs_lack_from_an_earlier_one(demo):
+    # `scripts/mini/run.sh --report-only --carry EARLIER.json`: the runs hold LoRA; FixedEMA comes from the earlier
+    # report, marked †.
+    root, env, _ = demo
+    earlier = json.loads((root / "report" / "report.json").read_text())
+    earlier["table"]["FixedEMA"] = {**earlier["table"]["LoRA"], "forgetting": [12.5, 0.0, 1]}
+    (root / "earlier.json").write_text(json.dumps(earlier))
+    same = dict(env, MINI_TASKS=env["DEMO_TASKS"], MINI_DATA_ARGS=env["DEMO_DATA_ARGS"])
+    out = root / "carried"
+    done = run(["bash", "scripts/mini/run.sh", "--seeds", "1", "--methods", "LoRA FixedEMA", "--runs",
+                str(root / "runs"), "--out", str(out), "--report-only", "--carry", str(root / "earlier.json")],
+               timeout=300, **same)
+    assert f"carried from {root / 'earlier.json'}: FixedEMA" in done.stdout
+    text = (out / "report.md").read_text()
+    assert "| FixedEMA † |" in text and "| LoRA |" in text and "12.5" in text

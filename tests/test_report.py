@@ -142,3 +142,33 @@ def test_a_report_of_runs_that_hold_nothing_is_an_error(tmp_path):
         report.main(["--runs", str(tmp_path / "s0"), "--methods", "LoRA", "--one-row", "Zero_shot", "--tasks", *TASKS,
                      "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_rows_carried_from_an_earlier_report_are_marked_and_compared_unpaired(tmp_path):
+    # The earlier report holds LLaCA (F 30 ± 3 over 3 seeds) and LoRA; these runs hold LoRA and LLaCA_bf16 only.
+    for seed, (lora, bf16) in enumerate([(40, 38), (20, 18)]):
+        write_chain(tmp_path / f"s{seed}", "LoRA", [[80, None], [80 - lora, 90]])
+        write_chain(tmp_path / f"s{seed}", "LLaCA_bf16", [[80, None], [80 - bf16, 90]])
+    earlier = {"tasks": TASKS, "table": {
+        "LoRA": {"avg": [1.0, 0.0, 3], "new": [1.0, 0.0, 3], "forgetting": [99.0, 0.0, 3], "seeds": 3},
+        "LLaCA": {"avg": [60.0, 2.0, 3], "new": [84.0, 4.0, 3], "forgetting": [30.0, 3.0, 3], "bwt": [-30.0, 3.0, 3],
+                  "maa": [70.0, 1.0, 3], "final": [[50.0, 1.0, 3], [70.0, 2.0, 3]],
+                  "curves": [[80.0, 50.0], [None, 70.0]], "seeds": 3}},
+        "coefficients": {"LLaCA": {"multiplier": 2.0, "tasks": {}}}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    result = report.main(["--runs", str(tmp_path / "s0"), str(tmp_path / "s1"), "--methods", "LoRA", "LLaCA",
+                          "LLaCA_bf16", "--one-row", "--out", str(tmp_path / "out"),
+                          "--carry", str(tmp_path / "earlier.json")])
+    table = result["table"]
+    assert table["LLaCA"]["carried"] == str(tmp_path / "earlier.json") and "carried" not in table["LoRA"]
+    assert table["LoRA"]["forgetting"][0] == pytest.approx(30.0)      # these runs' LoRA, not the earlier one
+    rows = {(r["row"], r["base"]): r for r in result["decomposition"]}
+    assert rows[("LLaCA_bf16", "LLaCA")]["paired"] is False
+    assert rows[("LLaCA_bf16", "LLaCA")]["forgetting_removed"] == (pytest.approx(2.0), pytest.approx(14.4568323), 2)
+    assert rows[("LLaCA", "LoRA")]["new_gained"][0] == pytest.approx(84.0 - 85.0)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| LLaCA † | 60.0 ± 2.0 |" in text and "† carried from" in text and "| unpaired; noise" in text
+    with pytest.raises(ValueError, match="its tasks"):
+        (tmp_path / "other.json").write_text(json.dumps({**earlier, "tasks": ["X", "Y"]}))
+        report.main(["--runs", str(tmp_path / "s0"), "--methods", "LLaCA", "LoRA", "--one-row", "--out",
+                     str(tmp_path / "out2"), "--carry", str(tmp_path / "other.json")])

@@ -171,6 +171,26 @@ def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: li
     return {"tasks": tasks, "table": table}
 
 
+def carry(report: dict, previous: dict, source: str, names: list[str]) -> list[str]:
+    """Copy into `report` the rows of `previous` (an earlier report.json over the same tasks) for those of `names`
+    that these runs hold no result of, with their coefficient sections; each copied row is marked
+    `"carried": source`. Returns the names copied. Carried rows hold means and stds, not per-seed values, so the
+    decomposition compares them unpaired."""
+    if previous["tasks"] != report["tasks"]:
+        raise ValueError(f"{source}: its tasks {previous['tasks']} are not this report's {report['tasks']}; "
+                         "rows are carried only between reports over the same tasks")
+    table, copied = report["table"], []
+    for name in names:
+        row = table.get(name)
+        empty = row is None or (all(cell[2] == 0 for cell in row["final"]) if row.get("one_row") else not row["seeds"])
+        if empty and name in previous["table"]:
+            table[name] = {**previous["table"][name], "carried": source}
+            if name in previous.get("coefficients", {}):
+                report["coefficients"][name] = {**previous["coefficients"][name], "carried": source}
+            copied.append(name)
+    return copied
+
+
 def drift_section(runs: list[Path], method: str, tasks: list[str]) -> dict:
     """Per task, mean over the seeds that logged it: moved (Σ‖θ_T − θ_0‖₁ / Σ‖θ_0‖₁), followed (Σ‖θ*_T − θ_0‖₁ /
     Σ‖θ_T − θ_0‖₁), ema_unchanged (bf16 EMAs: share of elements at their first value), and the seed count."""
@@ -191,18 +211,31 @@ def paired(table: dict, row: str, base: str, figure: str) -> tuple[float | None,
     return mean_std([x - y if x is not None and y is not None else None for x, y in zip(a, b)])
 
 
+def unpaired(table: dict, row: str, base: str, figure: str) -> tuple[float | None, float | None, int]:
+    """mean(row) − mean(base) with std √(std_row² + std_base²), for rows without per-seed values (carried rows);
+    the count is the smaller of the two seed counts."""
+    (ma, sa, na), (mb, sb, nb) = table[row][figure], table[base][figure]
+    if ma is None or mb is None:
+        return None, None, 0
+    return ma - mb, math.hypot(sa or 0.0, sb or 0.0), min(na, nb)
+
+
 def decomposition(table: dict) -> list[dict]:
     """The `DECOMPOSITION` pairs present in the table: forgetting removed (F(base) − F(row)) and New gained
-    (New(row) − New(base)), paired by seed; noise where |mean removed| is under the seeds' spread."""
+    (New(row) − New(base)), paired by seed where both rows hold per-seed values, else unpaired (`unpaired`);
+    noise where |mean removed| is under the seeds' spread."""
     out = []
     for label, row, base in DECOMPOSITION:
-        if row not in table or base not in table or "per_seed" not in table[row] or "per_seed" not in table[base]:
+        if not all(name in table and table[name].get("seeds") and not table[name].get("one_row")
+                   for name in (row, base)):
             continue
-        removed = paired(table, base, row, "forgetting")
-        new = paired(table, row, base, "new")
+        is_paired = "per_seed" in table[row] and "per_seed" in table[base]
+        compare = paired if is_paired else unpaired
+        removed = compare(table, base, row, "forgetting")
+        new = compare(table, row, base, "new")
         spread = max(table[row]["forgetting"][1] or 0.0, table[base]["forgetting"][1] or 0.0)
         out.append({"change": label, "row": row, "base": base, "forgetting_removed": removed, "new_gained": new,
-                    "spread": spread, "noise": removed[0] is None or abs(removed[0]) < spread})
+                    "spread": spread, "paired": is_paired, "noise": removed[0] is None or abs(removed[0]) < spread})
     return out
 
 
@@ -217,13 +250,19 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         if row is None:
             continue
         cells = [fmt(*row[f], seeds) if f in row else "–" for f in REPORTED]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name}{' †' if row.get('carried') else ''} | " + " | ".join(cells) + " |")
+    sources = sorted({row["carried"] for row in table.values() if row.get("carried")})
+    if sources:
+        lines += ["", "† carried from " + ", ".join(f"`{s}`" for s in sources) + ": these runs hold no result of "
+                  "the row, so its figures (and coefficient section) are that report's, made by the commands its "
+                  "note names; it holds means, not per-seed values, so comparisons with it are unpaired."]
     lines += ["", "Final accuracy per task (after the last stage; one-row baselines: their only row):", "",
               "| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for name in one_rows + methods:
         row = table.get(name)
         if row is not None:
-            lines.append(f"| {name} | " + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
+            lines.append(f"| {name}{' †' if row.get('carried') else ''} | "
+                         + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
     lines += ablation_lines(report, seeds)
     lines += decomposition_lines(report["decomposition"])
     lines += drift_lines(report["drift"])
@@ -233,7 +272,8 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         rule = (f"fixed EMA: applied {section['fixed_weight']} at every step; raw k, logged for comparison, with "
                 f"c = {section['multiplier']}"
                 if section.get("mode") == "fixed" else f"multiplier c = {section['multiplier']}")
-        lines += ["", f"## Coefficients: {method} ({rule})", "",
+        carried = f"; carried from `{section['carried']}`" if section.get("carried") else ""
+        lines += ["", f"## Coefficients: {method} ({rule}{carried})", "",
                   "Over every logged step and tensor. raw = k before the range check; applied = weight given to the "
                   "new weights (the fallback when k is outside (0, 1)).", "",
                   "| task | tensor-steps | raw median [p10, p90] | applied median [p10, p90] | in range | fallback | "
@@ -256,13 +296,16 @@ def decomposition_lines(rows: list[dict]) -> list[str]:
         return []
     lines = ["", "## Where the forgetting removed comes from", "",
              "Each line compares two rows that differ in one thing, seed by seed (mean ± std of the per-seed "
-             "differences). Noise: the mean is smaller than the seeds' spread (the larger Forgetting std of the two "
-             "rows).", "", "| what is added | rows | forgetting removed (points) | New gained (points) | |",
-             "|---|---|---|---|---|"]
+             "differences); a row carried from an earlier report holds no per-seed values, and its comparisons are "
+             "unpaired (difference of the means ± the root sum of squares of the stds). Noise: the mean is smaller "
+             "than the seeds' spread (the larger Forgetting std of the two rows).", "",
+             "| what is added | rows | forgetting removed (points) | New gained (points) | |", "|---|---|---|---|---|"]
     for r in rows:
         removed, new = r["forgetting_removed"], r["new_gained"]
+        remarks = ([] if r["paired"] else ["unpaired"]) + (
+            [f"noise (spread {r['spread']:.1f})"] if r["noise"] else [])
         lines.append(f"| {r['change']} | `{r['row']}` vs `{r['base']}` | {fmt(*removed, removed[2])} | "
-                     f"{fmt(*new, new[2])} | {'noise (spread ' + format(r['spread'], '.1f') + ')' if r['noise'] else ''} |")
+                     f"{fmt(*new, new[2])} | {'; '.join(remarks)} |")
     return lines
 
 
@@ -364,7 +407,7 @@ def coefficients_png(report: dict) -> bytes:
     fig = Figure(figsize=(5, 3.6))
     ax = fig.subplots()
     for method, section in report["coefficients"].items():
-        if section["samples"]:
+        if section.get("samples"):  # a carried section holds no samples
             xs, ys = zip(*section["samples"])
             ax.scatter(xs, ys, s=3, alpha=0.3, label=method)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
@@ -393,11 +436,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=2e-4, help="the runs' LoRA learning rate")
     parser.add_argument("--reference-lr", type=float, default=2e-4)
     parser.add_argument("--reference-numel", type=int, default=4096 * 128)
+    parser.add_argument("--carry", type=Path, default=None, metavar="REPORT_JSON",
+                        help="an earlier report.json: its rows of the requested methods that these runs hold no "
+                             "result of are copied in, marked † (carried), and compared unpaired")
     args = parser.parse_args(argv)
     report = collect(args.runs, args.methods, args.one_row, args.tasks)
     llaca = args.llaca_methods if args.llaca_methods is not None else args.methods
     report["coefficients"] = {m: coefficient_section(args.runs, m, report["tasks"], args) for m in llaca}
     report["coefficients"] = {m: s for m, s in report["coefficients"].items() if s["tasks"]}
+    if args.carry is not None:
+        copied = carry(report, read_json(args.carry), str(args.carry), args.one_row + args.methods)
+        print(f"carried from {args.carry}: {' '.join(copied) or 'no row'}")
     report["drift"] = {m: d for m in llaca if (d := drift_section(args.runs, m, report["tasks"]))}
     report["decomposition"] = decomposition(report["table"])
     args.out.mkdir(parents=True, exist_ok=True)

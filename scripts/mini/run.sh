@@ -2,7 +2,7 @@
 # The mini-CoIN benchmark, through the real CoIN training and evaluation scripts (scripts/CoIN/), on CPUs.
 #
 #   bash scripts/mini/run.sh [--profile harsh|calibrated] [--seeds N] [--methods "M1 M2 ..."] [--tasks "T1 ..."]
-#                            [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]
+#                            [--jobs J] [--runs DIR] [--out DIR] [--carry REPORT_JSON] [--no-report | --report-only]
 #
 # --profile: the settings of scripts/mini/profiles/<name>.sh (default harsh), with its own run directories
 # (MINI_RUNS) and report folder (MINI_RESULTS: results/mini_coin, results/mini_coin/calibrated).
@@ -32,6 +32,8 @@
 # Chains finished earlier are skipped (their DONE markers and score files), so a rerun only does what is missing.
 # --report-only writes the report from the runs present (a method run on fewer seeds shows its count), e.g. after
 # running the costly methods on fewer seeds than the others (WALL_NOTE then gives the report's wall-time line).
+# --carry: an earlier report.json whose rows fill in the methods these runs hold no result of (marked † in the
+# report and compared unpaired; llava/eval/report.py --carry).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -45,6 +47,7 @@ RUNS="${RUNS:-$MINI_RUNS}"
 OUT="$MINI_RESULTS"
 REPORT=1
 REPORT_ONLY=0
+CARRY=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --profile) shift 2 ;;                                   # read by settings.sh
@@ -54,9 +57,10 @@ while [[ $# -gt 0 ]]; do
         --jobs) JOBS="$2"; shift 2 ;;
         --runs) RUNS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
+        --carry) CARRY=(--carry "$2"); shift 2 ;;
         --no-report) REPORT=0; shift ;;
         --report-only) REPORT_ONLY=1; shift ;;
-        *) echo "usage: $0 [--profile NAME] [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--no-report | --report-only]" >&2
+        *) echo "usage: $0 [--profile NAME] [--seeds N] [--methods \"...\"] [--tasks \"...\"] [--jobs J] [--runs DIR] [--out DIR] [--carry REPORT_JSON] [--no-report | --report-only]" >&2
            exit 2 ;;
     esac
 done
@@ -169,7 +173,7 @@ if [[ "$REPORT" == 1 ]]; then
     for ((seed = 0; seed < SEEDS; seed++)); do runs+=("$(run_dir "$seed")"); done
     # shellcheck disable=SC2086
     "$PYTHON" -m llava.eval.report --runs "${runs[@]}" --methods "${chains[@]}" --one-row "${one_rows[@]}" --out "$OUT" \
-        --tasks $MINI_TASKS \
+        --tasks $MINI_TASKS "${CARRY[@]}" \
         --title "mini-CoIN benchmark" --lr "$LR" \
         --note "Base: scripts/mini/pretrain.sh's, weights digest $(cat "$(run_dir 0)/BASE" 2> /dev/null || echo unknown). Tasks: $MINI_TASKS. Settings: scripts/mini/settings.sh ($MINI_SETTINGS_NOTE)." \
                "${WALL_NOTE:-Wall time for these runs: $((SECONDS - STARTED)) s on $(nproc --all) CPU core(s), $JOBS job(s) at a time.}"
