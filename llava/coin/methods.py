@@ -62,7 +62,7 @@ TABLE = [
 BY_NAME = {m.name: m for m in TABLE}
 
 # Where the forgetting removed comes from: (what is added, the row with it, the row without it). The report pairs
-# the two rows seed by seed.
+# the two rows seed by seed (unpaired where one of them is carried from an earlier report: report.py --carry).
 DECOMPOSITION = [
     ("instruction grouping (plain LoRA)", "Grouped_LoRA", "LoRA"),
     ("fp32 gradient-informed EMA (official, c = 2)", "LLaCA", "LoRA"),
