@@ -165,10 +165,22 @@ def collect(runs: list[Path], methods: list[str], one_rows: list[str], tasks: li
         per_task = [mean_std([row[i] for row in rows]) for i in range(len(tasks))]
         avgs = [statistics.fmean(row) if all(v is not None for v in row) else None for row in rows]
         table[name] = {"avg": mean_std(avgs), "final": per_task, "seeds": len(runs), "one_row": True}
-    found = [m for m in methods if summaries[m]] + [n for n in one_rows if any(c[2] for c in table[n]["final"])]
-    if not found:
+    if not any(holds_results(table[name]) for name in methods + one_rows):
         raise FileNotFoundError(f"no results of {methods + one_rows} under {[str(r) for r in runs]}: nothing to report")
     return {"tasks": tasks, "table": table}
+
+
+def holds_results(row: dict | None) -> bool:
+    """Whether a table row has any result: a chain row at least one seed's summary, a one-row baseline at least one
+    task's score."""
+    if row is None:
+        return False
+    return any(cell[2] for cell in row["final"]) if row.get("one_row") else bool(row["seeds"])
+
+
+def row_name(name: str, row: dict) -> str:
+    """The name a table shows: marked † when the row is carried from an earlier report."""
+    return f"{name} †" if row.get("carried") else name
 
 
 def carry(report: dict, previous: dict, source: str, names: list[str]) -> list[str]:
@@ -181,9 +193,7 @@ def carry(report: dict, previous: dict, source: str, names: list[str]) -> list[s
                          "rows are carried only between reports over the same tasks")
     table, copied = report["table"], []
     for name in names:
-        row = table.get(name)
-        empty = row is None or (all(cell[2] == 0 for cell in row["final"]) if row.get("one_row") else not row["seeds"])
-        if empty and name in previous["table"]:
+        if not holds_results(table.get(name)) and name in previous["table"]:
             table[name] = {**previous["table"][name], "carried": source}
             if name in previous.get("coefficients", {}):
                 report["coefficients"][name] = {**previous["coefficients"][name], "carried": source}
@@ -226,7 +236,7 @@ def decomposition(table: dict) -> list[dict]:
     noise where |mean removed| is under the seeds' spread."""
     out = []
     for label, row, base in DECOMPOSITION:
-        if not all(name in table and table[name].get("seeds") and not table[name].get("one_row")
+        if not all(name in table and not table[name].get("one_row") and holds_results(table[name])
                    for name in (row, base)):
             continue
         is_paired = "per_seed" in table[row] and "per_seed" in table[base]
@@ -250,7 +260,7 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         if row is None:
             continue
         cells = [fmt(*row[f], seeds) if f in row else "–" for f in REPORTED]
-        lines.append(f"| {name}{' †' if row.get('carried') else ''} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_name(name, row)} | " + " | ".join(cells) + " |")
     sources = sorted({row["carried"] for row in table.values() if row.get("carried")})
     if sources:
         lines += ["", "† carried from " + ", ".join(f"`{s}`" for s in sources) + ": these runs hold no result of "
@@ -261,8 +271,7 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
     for name in one_rows + methods:
         row = table.get(name)
         if row is not None:
-            lines.append(f"| {name}{' †' if row.get('carried') else ''} | "
-                         + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
+            lines.append(f"| {row_name(name, row)} | " + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
     lines += ablation_lines(report, seeds)
     lines += decomposition_lines(report["decomposition"])
     lines += drift_lines(report["drift"])

@@ -9,6 +9,7 @@ from PIL import Image
 
 from playground.mini_coin.drawing import BLANKS, Painter
 from playground.mini_coin.scene import SceneObject, article, place_phrase, sample_book, sample_row_pair, sample_scene
+from playground.mini_coin.tasks import SQA_INSTRUCTION
 from playground.mini_coin.vocabulary import BOOK_GENRES, COLOUR_NAMES, NUMBER_WORDS, OBJECTS, SHAPES, SIGN_WORDS
 
 CAPTION_PROMPTS = (
@@ -123,9 +124,6 @@ def pretrain_book(rng: random.Random, painter: Painter) -> tuple[Image.Image, st
     return painter.book(book), *rng.choice(qas)
 
 
-CHOICE_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-
-
 def pretrain_choice(rng: random.Random, painter: Painter) -> tuple[Image.Image, str, str]:
     """A multiple-choice question about a sign, a drawing or a book cover (not about shapes or counts, ScienceQA's
     questions): 2-4 options in random order, answered with the option's letter, the way LLaVA's language model
@@ -146,7 +144,7 @@ def pretrain_choice(rng: random.Random, painter: Painter) -> tuple[Image.Image, 
     options = [correct] + rng.sample([x for x in pool if x != correct], rng.randint(1, 3))
     rng.shuffle(options)
     letters = "ABCD"
-    lines = [question] + [f"{letters[i]}. {option}" for i, option in enumerate(options)] + [CHOICE_INSTRUCTION]
+    lines = [question] + [f"{letters[i]}. {option}" for i, option in enumerate(options)] + [SQA_INSTRUCTION]
     return image, "\n".join(lines), letters[options.index(correct)]
 
 
