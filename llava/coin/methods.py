@@ -88,8 +88,10 @@ SETS = {
     "ablation": ["Zero_shot", "LoRA", "FixedEMA", "LLaCA", "LLaCA_paper", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
                  "Multitask", "Grouped_LLaCA", "Grouped_LoRA", "Grouped_LLaCA_bf16", "Grouped_LLaCA_c7b",
                  "Grouped_LLaCA_bf16_c7b"],
-    "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "LLaCA_bf16_c7b",
-                   "Grouped_LoRA", "Grouped_LLaCA", "Grouped_LLaCA_bf16", "Grouped_LLaCA_c7b", "Grouped_LLaCA_bf16_c7b"],
+    # The calibrated profile's decomposition (results/mini_coin/calibrated/); more rows, e.g. LLaCA_bf16_c7b or
+    # Grouped_LLaCA_c7b, with run.sh --profile calibrated --methods.
+    "calibrated": ["Zero_shot", "Multitask", "LoRA", "FixedEMA", "LLaCA", "LLaCA_c7b", "LLaCA_bf16", "Grouped_LoRA",
+                   "Grouped_LLaCA", "Grouped_LLaCA_bf16"],
 }
 
 
