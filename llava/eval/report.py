@@ -30,6 +30,7 @@ import statistics
 from pathlib import Path
 
 from llava.coin.methods import DECOMPOSITION, TABLE
+from llava.eval.forgetting_shape import seed_shape, shape_lines
 from llava.eval.matrix import FIGURE_LABELS
 from llava.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -215,6 +216,21 @@ def drift_section(runs: list[Path], method: str, tasks: list[str]) -> dict:
     return out
 
 
+def shape_section(runs: list[Path], method: str = "LoRA") -> dict:
+    """`method`'s forgetting shape per run (None for a run without its finished chain), checked against real CoIN's
+    with the run's multitask scores where it has them; empty when no run holds the chain."""
+    seeds = []
+    for run in runs:
+        path = run / "results" / method / "summary.json"
+        summary = read_json(path) if path.is_file() else None
+        if summary is None or len(summary["matrix"]) != len(summary["tasks"]):
+            seeds.append(None)
+            continue
+        multitask = one_row(run, "Multitask", summary["tasks"])
+        seeds.append(seed_shape(summary, None if None in multitask else multitask))
+    return {"method": method, "seeds": seeds} if any(seeds) else {}
+
+
 def paired(table: dict, row: str, base: str, figure: str) -> tuple[float | None, float | None, int]:
     """mean ± std over seeds of figure(row) − figure(base), pairing the runs of the same seed."""
     a, b = table[row]["per_seed"][figure], table[base]["per_seed"][figure]
@@ -272,6 +288,8 @@ def markdown(report: dict, methods: list[str], one_rows: list[str], seeds: int, 
         row = table.get(name)
         if row is not None:
             lines.append(f"| {row_name(name, row)} | " + " | ".join(fmt(*cell, seeds) for cell in row["final"]) + " |")
+    if report.get("shape"):
+        lines += shape_lines(report["shape"]["method"], report["shape"]["seeds"])
     lines += ablation_lines(report, seeds)
     lines += decomposition_lines(report["decomposition"])
     lines += drift_lines(report["drift"])
@@ -458,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"carried from {args.carry}: {' '.join(copied) or 'no row'}")
     report["drift"] = {m: d for m in llaca if (d := drift_section(args.runs, m, report["tasks"]))}
     report["decomposition"] = decomposition(report["table"])
+    report["shape"] = shape_section(args.runs) if "LoRA" in args.methods else {}
     args.out.mkdir(parents=True, exist_ok=True)
     names = [n for n in args.one_row + args.methods if n in report["table"]]
     atomic_write_text(args.out / "report.md", markdown(report, args.methods, args.one_row, len(args.runs), args))
