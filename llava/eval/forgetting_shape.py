@@ -63,17 +63,17 @@ def seed_shape(summary: dict, multitask: list[float] | None, targets: Targets = 
     mean_kept = statistics.fmean(kept.values()) if kept else None
     below_5 = [t for i, t in enumerate(tasks) if final[i] < 5]
     back = recoveries(matrix, tasks)
+    lowest = None if multitask is None else min(multitask)
     checks = {
         "forgetting": targets.forgetting[0] <= summary["forgetting"] <= targets.forgetting[1],
         "new": summary["new"] >= targets.new_at_least,
         "kept": mean_kept is not None and targets.kept[0] <= mean_kept <= targets.kept[1],
         "below_5": len(below_5) <= targets.most_below_5,
-        "multitask": None if multitask is None
-        else min(multitask) >= targets.multitask_at_least,
+        "multitask": None if lowest is None else lowest >= targets.multitask_at_least,
         "recovery": bool(back),
     }
     return {"forgetting": summary["forgetting"], "new": summary["new"], "kept": kept, "mean_kept": mean_kept,
-            "below_5": below_5, "multitask_lowest": None if multitask is None else min(multitask),
+            "below_5": below_5, "multitask_lowest": lowest,
             "recoveries": back, "checks": checks}
 
 
