@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train_counts", nargs="*", default=[], metavar="TASK=N",
                         help="training records of these tasks instead of --train_per_task, e.g. GQA=3000")
     parser.add_argument("--shared", nargs="*", default=[], metavar="TASK=SOURCE:F[,SOURCE:F]",
-                        help="a share F of TASK's training records asks SOURCE's questions in TASK's wording (short-"
-                             "answer tasks only), e.g. VQAv2=TextVQA:0.2,GQA:0.1")
+                        help="a share F of TASK's training records asks SOURCE's questions in TASK's wording (TASK "
+                             "a short-answer task; SOURCE another one or ImageNet), e.g. VQAv2=TextVQA:0.2,ImageNet:0.05")
     parser.add_argument("--tasks", nargs="+", choices=coin_task_names(), default=coin_task_names())
     parser.add_argument("--pretrain_size", type=int, default=20000)
     parser.add_argument("--pretrain_choices", type=float, default=0.0,

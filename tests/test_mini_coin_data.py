@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from llava.coin import tasks as coin_tasks
+from llaca_plugin.grouping import extract_instructions
 from playground.make_mini_coin import FORMAT_VERSION
 from playground.mini_coin import tasks, vocabulary
 from playground.mini_coin.drawing import Painter
@@ -294,6 +295,18 @@ def test_shared_skills_put_a_source_tasks_questions_into_a_tasks_training_set(tm
     assert {r["conversations"][1]["value"] for r in signs} <= set(vocabulary.SIGN_WORDS)
     for same in ("Instructions/VQAv2/test.json", "Instructions/TextVQA/train.json"):
         assert (plain / same).read_bytes() == (mixed / same).read_bytes()
+
+
+def test_shared_skills_can_ask_imagenets_question_in_a_short_answer_task(tmp_path):
+    """--shared VQAv2=ImageNet:0.3: about 30 % of VQAv2's training records name a drawn object (ImageNet's question,
+    which already ends with VQAv2's instruction line), so grouping still reads VQAv2's one instruction."""
+    counts = dict(train_per_task=200, test_per_task=10, pretrain_size=10, tasks=("ImageNet", "VQAv2"))
+    generate(tmp_path, seed=0, shared={"VQAv2": {"ImageNet": 0.3}}, **counts)
+    train = load(tmp_path / "Instructions" / "VQAv2" / "train.json")
+    named = [r for r in train if r["conversations"][0]["value"].split("\n")[1] == tasks.IMAGENET_QUESTION]
+    assert 0.2 < len(named) / len(train) < 0.4
+    assert {r["conversations"][1]["value"] for r in named} <= set(vocabulary.OBJECTS)
+    assert extract_instructions(tmp_path / "Instructions" / "VQAv2" / "train.json") == [tasks.SHORT_ANSWER]
 
 
 @pytest.mark.parametrize("shared", [{"ImageNet": {"TextVQA": 0.2}}, {"VQAv2": {"VQAv2": 0.2}},

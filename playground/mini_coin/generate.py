@@ -14,7 +14,8 @@ from playground.mini_coin.drawing import Painter
 from playground.mini_coin.formats import (INTEGER_IDS, Annotations, eval_record, image_relpath, numeric_id,
                                           train_record, write_json)
 from playground.mini_coin.pretraining import PRETRAIN_MAKERS, pretrain_choice
-from playground.mini_coin.tasks import INSTRUCTION_LINES, SHORT_ANSWER_TASKS, TASK_MAKERS, Example, task_prompt
+from playground.mini_coin.tasks import (INSTRUCTION_LINES, SHARED_SOURCES, SHORT_ANSWER_TASKS, TASK_MAKERS, Example,
+                                        task_prompt)
 from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TITLES, COLOUR_NAMES, OBJECTS, SHAPES,
                                              SIGN_WORDS)
 
@@ -23,8 +24,9 @@ from playground.mini_coin.vocabulary import (BOOK_AUTHORS, BOOK_GENRES, BOOK_TIT
 class MiniCoinConfig:
     """output_dir: root of the dataset; counts are records per task and split (val and test get test_per_task
     each; train gets train_counts[task] where given, else train_per_task); shared[task] = {source: fraction}: that
-    share of the task's training records asks a short-answer source task's questions in the task's own wording
-    (test files stay the task's own); pretrain_choices: the share of the pre-training records that are
+    share of a short-answer task's training records asks a source task's questions in the task's own wording
+    (sources: the other short-answer tasks and ImageNet, whose question is asked the short-answer way; test files
+    stay the task's own); pretrain_choices: the share of the pre-training records that are
     multiple-choice questions answered with a letter (`pretraining.pretrain_choice`); image_size in pixels; grid: cells per side (a cell = one patch when
     patch = image_size / grid)."""
 
@@ -53,9 +55,9 @@ class MiniCoinConfig:
             if task not in every or not 0 <= count < 1_000_000:
                 raise ValueError(f"train_counts: {task}={count} needs a task of {every} and a count in [0, 1e6)")
         for task, sources in self.shared.items():
-            if task not in SHORT_ANSWER_TASKS or not set(sources) <= set(SHORT_ANSWER_TASKS) - {task}:
-                raise ValueError(f"shared: {task}={sources} needs short-answer tasks ({', '.join(SHORT_ANSWER_TASKS)}),"
-                                 f" a task other than itself as source")
+            if task not in SHORT_ANSWER_TASKS or not set(sources) <= set(SHARED_SOURCES) - {task}:
+                raise ValueError(f"shared: {task}={sources} needs a short-answer task ({', '.join(SHORT_ANSWER_TASKS)})"
+                                 f" and sources among {', '.join(SHARED_SOURCES)} other than itself")
             if not all(0 < f < 1 for f in sources.values()) or sum(sources.values()) >= 1:
                 raise ValueError(f"shared: {task}={sources} needs fractions in (0, 1) that sum to less than 1")
         if not 0 <= self.pretrain_choices < 1:

@@ -64,6 +64,9 @@ def annotator_answers(rng: random.Random, answer: str, alternatives: list[str]) 
 # Real VQA datasets share skills across these (VQAv2 and VizWiz hold reading and colour questions, OCR-VQA reads
 # like TextVQA); `--shared` lets one task's training set hold another's questions, asked in its own wording.
 SHORT_ANSWER_TASKS = ("TextVQA", "GQA", "VizWiz", "VQAv2", "OCRVQA")
+# What a short-answer task's training set may share: the others' questions, and ImageNet's (naming the object in a
+# picture, as VQAv2 asks "What animal is this?"; ImageNet's question already ends with the short-answer line).
+SHARED_SOURCES = SHORT_ANSWER_TASKS + ("ImageNet",)
 
 
 def task_prompt(task: str, question: str) -> str:
