@@ -65,6 +65,7 @@ BY_NAME = {m.name: m for m in TABLE}
 # the two rows seed by seed (unpaired where one of them is carried from an earlier report: report.py --carry).
 DECOMPOSITION = [
     ("instruction grouping (plain LoRA)", "Grouped_LoRA", "LoRA"),
+    ("a fixed EMA 0.99 (no gradient information)", "FixedEMA", "LoRA"),
     ("fp32 gradient-informed EMA (official, c = 2)", "LLaCA", "LoRA"),
     ("released bf16 arithmetic, on top of the fp32 EMA", "LLaCA_bf16", "LLaCA"),
     (f"7B-like multiplier (c = {C_7B}), on top of the fp32 EMA", "LLaCA_c7b", "LLaCA"),
