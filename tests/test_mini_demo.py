@@ -114,6 +114,27 @@ def test_runs_of_another_base_are_not_reused(demo):
     assert (run_dir / "BASE").read_text().strip() == recorded and "done: seed 0 LoRA" in reused.stdout
 
 
+def test_another_multitask_budget_keeps_the_chains_and_refuses_the_multitask_row(demo):
+    """RUN_DIR/SETTINGS records the chains' settings, RUN_DIR/MULTITASK the multitask row's: a run with another
+    MULTITASK_EPOCHS reuses the finished chains and refuses only a multitask row made with the recorded budget."""
+    root, env, _ = demo
+    (run_dir,) = (root / "runs").glob("seed0-*")
+    recorded = "9 epoch(s) of the union, batch 16; --gradient_checkpointing False --llaca_log_steps 5"
+    (run_dir / "MULTITASK").write_text(recorded + "\n")
+    same = dict(env, MINI_TASKS=env["DEMO_TASKS"], MINI_DATA_ARGS=env["DEMO_DATA_ARGS"], MULTITASK_EPOCHS=4)
+    args = ["bash", "scripts/mini/run.sh", "--seeds", "1", "--runs", str(root / "runs"), "--no-report", "--methods"]
+    try:
+        reused = run(args + ["LoRA"], timeout=300, **same)
+        assert "done: seed 0 LoRA" in reused.stdout
+        assert "LoRA/ImageNet: DONE marker present, skipping" in (run_dir / "logs" / "LoRA.log").read_text()
+        refused = run(args + ["LoRA Multitask"], check=False, timeout=300, **same)
+        assert refused.returncode != 0 and "start: seed 0" not in refused.stdout
+        assert f"{run_dir}/MULTITASK records '{recorded}' where this run has '4 epoch(s) of the union" in refused.stderr
+        assert f"remove {run_dir}/MULTITASK, {run_dir}/checkpoints/Multitask and" in refused.stderr
+    finally:
+        (run_dir / "MULTITASK").unlink()
+
+
 def test_a_report_carries_the_rows_these_runs_lack_from_an_earlier_one(demo):
     # `scripts/mini/run.sh --report-only --carry EARLIER.json`: the runs hold LoRA; FixedEMA comes from the earlier
     # report, marked †.

@@ -85,23 +85,30 @@ RUN_SEEDS=$SEEDS  # seeds to generate data for and run; none with --report-only
 data_dir() { echo "$MINI_CACHE/data/seed$1-$(mini_data_key)"; }
 # Runs are keyed by the data too, so that other data (tasks, record counts, generator) never reuse finished stages.
 run_dir() { echo "$RUNS/seed$1-$(mini_data_key)"; }
-# A run directory records what its chains were made from: RUN_DIR/BASE the digest of the base's weights (BASE_ID),
-# RUN_DIR/SETTINGS the training settings (MINI_SETTINGS_NOTE, MINI_TRAIN_ARGS). Another base or other settings must
-# not pick up its finished stages, so a mismatch is an error, not a silent reuse.
+# A run directory records what its rows were made from: RUN_DIR/BASE the digest of the base's weights (BASE_ID),
+# RUN_DIR/SETTINGS the chains' training settings (MINI_CHAIN_NOTE, MINI_TRAIN_ARGS) and, once the multitask row is
+# run, RUN_DIR/MULTITASK its own (MINI_MULTITASK_NOTE: another multitask budget leaves the chains reusable). Another
+# base or other settings must not pick up finished stages, so a mismatch is an error, not a silent reuse.
 if [[ "$RUN_SEEDS" != 0 ]]; then
     BASE_ID="$( (cd "$BASE_DIR" && sha256sum lm/*.safetensors vision/*.safetensors mm_projector.bin) \
         | sha256sum | cut -c1-16)"
 fi
 claim_run_dir() {
-    local run="$1" file value recorded
+    local run="$1" files=(BASE SETTINGS) file value recorded stale
     mkdir -p "$run"
-    for file in BASE SETTINGS; do
-        if [[ "$file" == BASE ]]; then value="$BASE_ID"; else value="$MINI_SETTINGS_NOTE; $MINI_TRAIN_ARGS"; fi
+    [[ " $METHODS " != *" Multitask "* ]] || files+=(MULTITASK)
+    for file in "${files[@]}"; do
+        case "$file" in
+            BASE) value="$BASE_ID" stale="$run" ;;
+            SETTINGS) value="$MINI_CHAIN_NOTE; $MINI_TRAIN_ARGS" stale="$run" ;;
+            MULTITASK) value="$MINI_MULTITASK_NOTE; $MINI_TRAIN_ARGS"
+                       stale="$run/MULTITASK, $run/checkpoints/Multitask and $run/results/Multitask" ;;
+        esac
         [[ -f "$run/$file" ]] || echo "$value" > "$run/$file"
         recorded="$(cat "$run/$file")"
         [[ "$recorded" == "$value" ]] || {
             echo "[mini] error: $run/$file records '$recorded' where this run has '$value' (another base, or other" \
-                 "settings): pass --runs DIR (or RUNS=DIR) for this run, or remove $run" >&2
+                 "settings): pass --runs DIR (or RUNS=DIR) for this run, or remove $stale" >&2
             exit 1
         }
     done

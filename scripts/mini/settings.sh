@@ -43,9 +43,12 @@ export EVAL_BATCH_SIZE="${EVAL_BATCH_SIZE:-64}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 : "${MINI_TRAIN_ARGS:=--gradient_checkpointing False --llaca_log_steps 5}"
 if [[ -n "$MAX_STEPS" ]]; then length="$MAX_STEPS steps"; else length="$EPOCHS epoch(s)"; fi
-multitask_note=""
-[[ "$MULTITASK_EPOCHS" == "$EPOCHS" ]] || multitask_note="; the multitask row $MULTITASK_EPOCHS epochs of the union"
-MINI_SETTINGS_NOTE="profile $MINI_PROFILE: LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task$multitask_note"
+# What the chains were trained with (MINI_CHAIN_NOTE), what the multitask row was (MINI_MULTITASK_NOTE), and both
+# as the report states them (MINI_SETTINGS_NOTE).
+MINI_CHAIN_NOTE="profile $MINI_PROFILE: LoRA r$LORA_R/alpha $LORA_ALPHA${LORA_TARGETS:+ on $LORA_TARGETS}, lr $LR (projector $MM_PROJECTOR_LR), batch $(echo "$BATCH_SIZES" | cut -d' ' -f1), $length per task"
+MINI_MULTITASK_NOTE="$MULTITASK_EPOCHS epoch(s) of the union, batch $MULTITASK_BATCH_SIZE"
+MINI_SETTINGS_NOTE="$MINI_CHAIN_NOTE"
+[[ "$MULTITASK_EPOCHS" == "$EPOCHS" ]] || MINI_SETTINGS_NOTE+="; the multitask row $MULTITASK_EPOCHS epochs of the union"
 
 # A key for the generated data: the generator's arguments and its output format version (not its source text,
 # so that editing a comment does not orphan every cached run).
